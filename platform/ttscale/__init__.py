@@ -1,0 +1,3 @@
+"""ttscale: test-time compute scaling experiments for language models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,53 @@
+"""Deployment settings, read from the environment once at the edges and passed down.
+
+Only *where things are* comes from the environment (database, tracking server, Prefect API,
+a shared vLLM server, the data directory); behaviour is configured in specs and options.
+Every variable is named `TTSCALE_*`, except the two that MLflow and Prefect define themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Documented in docs/settings.md; tests/unit/test_settings_docs.py fails if a variable is missing there.
+ENV_VARS = {
+    "TTSCALE_HOME": "Project data directory (SQLite store, MLflow DB, Prefect home, model cache). Default: ./.ttscale",
+    "TTSCALE_DATABASE_URL": "Results store URL. Default: sqlite:///$TTSCALE_HOME/ttscale.db; team: postgresql+psycopg://...",
+    "TTSCALE_DASHBOARD_DATABASE_URL": "Read-only store URL the dashboard uses (role ttscale_reader). Default: the store URL",
+    "TTSCALE_MODEL_CACHE": "Where converted models live. Default: $TTSCALE_HOME/models",
+    "TTSCALE_VLLM_SERVER_URL": "OpenAI-compatible vLLM server for the `openai` backend, e.g. http://127.0.0.1:8000/v1",
+    "TTSCALE_KV_CACHE_GIB": "KV-cache size for vLLM on CPU, GiB (VLLM_CPU_KVCACHE_SPACE). Default: 4",
+    "MLFLOW_TRACKING_URI": "MLflow tracking store. Default: sqlite:///$TTSCALE_HOME/mlflow.db",
+    "PREFECT_API_URL": "Prefect server for team mode. Unset: a temporary local server under $TTSCALE_HOME/prefect",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    dashboard_database_url: str
+    model_cache: Path
+    mlflow_tracking_uri: str
+    prefect_api_url: str | None
+    vllm_server_url: str | None
+    kv_cache_gib: float = 4.0
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("TTSCALE_HOME") or ".ttscale").absolute()
+        db = env.get("TTSCALE_DATABASE_URL") or f"sqlite:///{home / 'ttscale.db'}"
+        return cls(
+            home=home,
+            database_url=db,
+            dashboard_database_url=env.get("TTSCALE_DASHBOARD_DATABASE_URL") or db,
+            model_cache=Path(env.get("TTSCALE_MODEL_CACHE") or home / "models").absolute(),
+            mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}",
+            prefect_api_url=env.get("PREFECT_API_URL") or None,
+            vllm_server_url=env.get("TTSCALE_VLLM_SERVER_URL") or None,
+            kv_cache_gib=float(env.get("TTSCALE_KV_CACHE_GIB") or 4.0),
+        )

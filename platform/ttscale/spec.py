@@ -1,0 +1,275 @@
+"""Typed, frozen configuration: sampling, strategies, datasets, one cell, a whole sweep.
+
+Every knob is a field with its docstring beneath it; defaults follow the reference work
+(Hugging Face search-and-learn recipes, Dec 2024: T=0.8, top_p=1, M=4, 40 iterations, `last`
+aggregation). Validators only check: a bad value is rejected with the field path, never
+clamped. A cell's id is a hash of its canonical JSON, so the same cell submitted twice is
+recognised as the same work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ttscale.errors import SpecError
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+Aggregation = Literal["last", "min", "prod"]
+
+
+class SamplingParams(Config):
+    temperature: float = Field(0.8, ge=0.0, le=2.0)
+    """Sampling temperature T (reference: 0.8). 0 is greedy decoding, the repeatable case."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass (reference: 1.0)."""
+    max_tokens: int = Field(512, ge=1, le=32768)
+    """Token limit of one whole solution (Best-of-N, majority, self-refinement rounds, a search's final roll-out)."""
+    step_max_tokens: int = Field(128, ge=1, le=8192)
+    """Token limit of one reasoning step in beam search / DVTS."""
+
+
+class MajorityParams(Config):
+    """Sample N solutions; the most frequent equivalent answer wins (no verifier needed)."""
+
+    name: Literal["majority"] = "majority"
+
+
+class BestOfNParams(Config):
+    """Sample N solutions, score each with the verifier, select naive/weighted/majority."""
+
+    name: Literal["best_of_n"] = "best_of_n"
+
+
+class BeamSearchParams(Config):
+    """Step-level beam search against a verifier (search-and-learn `beam_search`)."""
+
+    name: Literal["beam_search"] = "beam_search"
+    beam_width: int = Field(4, ge=1, le=256)
+    """M: beams kept per iteration are N/M, each expanded M ways (reference: 4)."""
+    n_iterations: int = Field(40, ge=1, le=200)
+    """Maximum search depth in steps; the last iteration rolls out to the end (reference: 40)."""
+    lookahead: int = Field(0, ge=0, le=10)
+    """k: extra greedy steps rolled out only to score a step (reference: 0)."""
+
+
+class DVTSParams(Config):
+    """Diverse Verifier Tree Search: N/M independent subtrees, each expanded greedily by verifier score."""
+
+    name: Literal["dvts"] = "dvts"
+    beam_width: int = Field(4, ge=1, le=256)
+    """M: continuations sampled per subtree per step; N/M subtrees (reference: 4)."""
+    n_iterations: int = Field(40, ge=1, le=200)
+    """Maximum depth in steps; the last iteration rolls out to the end (reference: 40)."""
+    lookahead: int = Field(0, ge=0, le=10)
+    """k: extra greedy steps rolled out only to score a step (reference: 0)."""
+
+
+class SelfRefineParams(Config):
+    """N independent chains; each answer is revised by the model itself for R rounds."""
+
+    name: Literal["self_refine"] = "self_refine"
+    n_rounds: int = Field(2, ge=1, le=16)
+    """R: revision rounds after the first answer (every round is kept in the tree)."""
+
+
+StrategyParams = Annotated[
+    MajorityParams | BestOfNParams | BeamSearchParams | DVTSParams | SelfRefineParams,
+    Field(discriminator="name"),
+]
+STRATEGY_NAMES = ("majority", "best_of_n", "beam_search", "dvts", "self_refine")
+NEEDS_VERIFIER = frozenset({"best_of_n", "beam_search", "dvts"})
+# Strategies whose first n candidates at budget N are exactly a run at budget n, so one
+# generation at the largest budget serves every smaller one (as the reference scores them).
+PREFIX_SHAREABLE = frozenset({"majority", "best_of_n", "dvts"})
+
+
+class DatasetSpec(Config):
+    name: str
+    """Registered dataset: `math500`, `gsm8k`, `arith`, or `jsonl` (with `path`)."""
+    path: str | None = None
+    """JSONL file for `jsonl` datasets (fields `problem`/`question` and `answer`)."""
+    limit: int | None = Field(None, ge=1)
+    """Use only the first `limit` problems (after the level filter)."""
+    levels: tuple[int, ...] | None = None
+    """Keep only these difficulty levels (MATH levels 1-5; `arith` levels 1-5)."""
+    seed: int = 0
+    """Generator seed for synthetic datasets (`arith`)."""
+
+    @model_validator(mode="after")
+    def _path_only_for_jsonl(self) -> DatasetSpec:
+        if self.name == "jsonl" and not self.path:
+            raise ValueError("a `jsonl` dataset needs `path`")
+        if self.levels is not None and any(not 1 <= lv <= 5 for lv in self.levels):
+            raise ValueError(f"levels must be within 1-5, got {list(self.levels)}")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.path if self.name == "jsonl" and self.path else self.name
+
+
+class CellSpec(Config):
+    """One experiment cell: model × verifier × strategy × budget × dataset × seed."""
+
+    model: str
+    """Policy model: a registered name (`smollm2-135m`), an HF model id or a local path."""
+    verifier: str | None = None
+    """Step scorer: `arithmetic`, `self`, `rlhflow_prm`, `qwen_prm`, ...; None for majority/self_refine."""
+    aggregation: Aggregation = "last"
+    """How step scores become one candidate score (reference: `last`)."""
+    strategy: StrategyParams
+    n: int = Field(ge=1, le=4096)
+    """N: samples for Best-of-N/majority, generations per step for beam search/DVTS, chains for self_refine."""
+    dataset: DatasetSpec
+    seed: int = 0
+    """Engine seed. Sampling on vLLM-CPU is not repeatable even with a seed; greedy decoding is."""
+    sampling: SamplingParams = SamplingParams()
+
+    @model_validator(mode="after")
+    def _check_budget(self) -> CellSpec:
+        name = self.strategy.name
+        if name in ("beam_search", "dvts"):
+            m = self.strategy.beam_width
+            if self.n % m:
+                raise ValueError(f"n: must be a multiple of {name}.beam_width={m}, got {self.n}")
+        if name in NEEDS_VERIFIER and self.verifier is None:
+            raise ValueError(f"verifier: strategy {name} needs a verifier")
+        return self
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def cell_id(self) -> str:
+        """Stable id: hash of the canonical JSON of every field."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+
+class SweepSpec(Config):
+    """A grid of cells (YAML). Lists are crossed; strategies carry their own parameters."""
+
+    name: str = Field(min_length=1, max_length=200)
+    """Human name of the sweep; shown on the dashboard."""
+    models: list[str] = Field(min_length=1)
+    verifiers: list[str | None] = Field(default_factory=lambda: [None])
+    """Verifiers crossed with verifier-using strategies; `null` runs majority/self_refine only."""
+    aggregation: Aggregation = "last"
+    strategies: list[StrategyParams] = Field(min_length=1)
+    budgets: list[int] = Field(min_length=1)
+    """Values of n (e.g. [1, 4, 16, 64, 256])."""
+    datasets: list[DatasetSpec] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    sampling: SamplingParams = SamplingParams()
+    shard_size: int = Field(50, ge=1, le=100000)
+    """Problems per shard: the unit of retry and of one transaction in the store."""
+    share_generations: bool = True
+    """Serve smaller budgets of majority/best_of_n/dvts from the largest budget's candidates."""
+    run_on: str = "local"
+    """`local` (this process) or the name of a Prefect work pool."""
+    retries: int = Field(2, ge=0, le=20)
+    """Times a failed shard is retried before the cell is marked failed."""
+
+    @model_validator(mode="after")
+    def _check_grid(self) -> SweepSpec:
+        if any(n < 1 for n in self.budgets):
+            bad = [n for n in self.budgets if n < 1]
+            raise ValueError(f"budgets: every n must be >= 1, got {bad[0]}")
+        for field, values in (("budgets", self.budgets), ("models", self.models), ("seeds", self.seeds)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"{field}: duplicate entries {values}")
+        if len({s.model_dump_json() for s in self.strategies}) != len(self.strategies):
+            raise ValueError("strategies: duplicate entries")
+        if len({d.model_dump_json() for d in self.datasets}) != len(self.datasets):
+            raise ValueError("datasets: duplicate entries")
+        for i, strat in enumerate(self.strategies):
+            m = getattr(strat, "beam_width", None)
+            if m is not None:
+                bad = [n for n in self.budgets if n % m]
+                if bad:
+                    raise ValueError(
+                        f"strategies[{i}].beam_width: every budget must be a multiple of {m}, got n={bad[0]}"
+                    )
+            if strat.name in NEEDS_VERIFIER and all(v is None for v in self.verifiers):
+                raise ValueError(f"strategies[{i}]: {strat.name} needs a verifier; add one to `verifiers`")
+        return self
+
+    def cells(self) -> list[CellSpec]:
+        """The expanded grid, in a stable order. Verifier-free strategies appear once per grid point."""
+        out: list[CellSpec] = []
+        for model, strat, dataset, seed, n in itertools.product(
+            self.models, self.strategies, self.datasets, self.seeds, sorted(self.budgets)
+        ):
+            verifiers = [v for v in self.verifiers if v is not None] if strat.name in NEEDS_VERIFIER else [None]
+            if strat.name not in NEEDS_VERIFIER:
+                # majority/self_refine use a verifier's scores only for weighted selection if one is given
+                verifiers = list(dict.fromkeys(self.verifiers))
+            for verifier in verifiers:
+                out.append(
+                    CellSpec(
+                        model=model,
+                        verifier=verifier,
+                        aggregation=self.aggregation,
+                        strategy=strat,
+                        n=n,
+                        dataset=dataset,
+                        seed=seed,
+                        sampling=self.sampling,
+                    )
+                )
+        return out
+
+    def generation_source(self, cell: CellSpec) -> CellSpec:
+        """The cell whose generations serve `cell`: itself, or the same cell at the largest budget."""
+        if not self.share_generations or cell.strategy.name not in PREFIX_SHAREABLE:
+            return cell
+        return cell.model_copy(update={"n": max(self.budgets)})
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """One line per problem: `field.path: message, got value`."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in e["loc"]).replace(".[", "[")
+        # Drop the discriminator tag pydantic inserts into union paths (strategies.0.beam_search.n_iterations).
+        for tag in STRATEGY_NAMES:
+            loc = loc.replace(f".{tag}.", ".").removesuffix(f".{tag}")
+        msg = e["msg"].removeprefix("Value error, ")
+        got = e.get("input")
+        shown = "" if isinstance(got, dict | list) or e["type"] == "missing" or msg.endswith(str(got)) else f", got {got!r}"
+        # Model-level checks already name their field in the message.
+        lines.append(f"{prefix}{loc}: {msg}{shown}" if loc else f"{prefix}{msg}")
+    return "\n".join(lines)
+
+
+def parse_sweep(data: Any, source: str = "spec") -> SweepSpec:
+    """Validate a loaded YAML/JSON mapping into a SweepSpec or raise SpecError naming the fields."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a sweep spec must be a mapping, got {type(data).__name__}")
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(err)) from None
+
+
+def load_sweep_yaml(path: str) -> SweepSpec:
+    """Read and validate a sweep spec file (YAML loaded safely)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SpecError(f"{path}: not valid YAML: {first}") from None
+    return parse_sweep(data, source=path)

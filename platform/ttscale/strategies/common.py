@@ -1,0 +1,238 @@
+"""What every strategy shares: the context it runs in and the batched model calls it makes.
+
+A strategy is pure search logic over the `Policy` and `Verifier` protocols: it never imports
+an engine, a database or a tracker, and it batches every model call across all problems of
+the shard (one `generate` per iteration, never one per problem).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ttscale.aggregation import aggregate
+from ttscale.backends.base import Completion, Policy
+from ttscale.prompting import PromptBuilder, is_final_step
+from ttscale.spec import SamplingParams
+from ttscale.tree import Candidate, Node, Problem, ProblemResult
+from ttscale.verifiers.base import Verifier, split_steps
+from ttscale.verifiers.cache import CachingVerifier
+
+
+@dataclass
+class SearchContext:
+    policy: Policy
+    prompts: PromptBuilder
+    sampling: SamplingParams
+    verifier: Verifier | None = None
+    aggregation: str = "last"
+    seed: int = 0
+    progress: Callable[[str], None] | None = None
+    """Called with a short message after each batched step (the CLI shows it; the library draws nothing)."""
+    _cached: CachingVerifier | None = field(default=None, init=False, repr=False)
+
+    @property
+    def cached_verifier(self) -> CachingVerifier | None:
+        if self.verifier is not None and self._cached is None:
+            self._cached = CachingVerifier(self.verifier)
+        return self._cached
+
+    def report(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(message)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation request: which problem it serves and the text after the problem prompt."""
+
+    problem: int
+    prefix: str
+    n: int
+    prompt: str | None = None
+    """A whole prompt to use instead of the problem's solve prompt + `prefix` (self-refinement)."""
+
+
+def generate(
+    ctx: SearchContext,
+    problems: Sequence[Problem],
+    results: Sequence[ProblemResult],
+    requests: Sequence[Request],
+    *,
+    step: bool,
+    greedy: bool = False,
+) -> list[list[Completion]]:
+    """One batched engine call for all `requests`; charges prompt tokens once per request."""
+    if not requests:
+        return []
+    s = ctx.sampling
+    solve = {i: ctx.prompts.solve(problems[i].text) for i in {r.problem for r in requests if r.prompt is None}}
+    prompts = [r.prompt if r.prompt is not None else solve[r.problem] + r.prefix for r in requests]
+    # Requests with the same n go in one call; n differs only when survivors are duplicated unevenly.
+    by_n: dict[int, list[int]] = {}
+    for i, r in enumerate(requests):
+        by_n.setdefault(r.n, []).append(i)
+    out: list[list[Completion]] = [[] for _ in requests]
+    for n, idx in by_n.items():
+        got = ctx.policy.generate(
+            [prompts[i] for i in idx],
+            n=n,
+            stop=["\n\n"] if step else None,
+            max_tokens=s.step_max_tokens if step else s.max_tokens,
+            temperature=0.0 if greedy else s.temperature,
+            top_p=1.0 if greedy else s.top_p,
+            seed=ctx.seed,
+        )
+        for i, completions in zip(idx, got, strict=True):
+            out[i] = completions
+    for r, completions in zip(requests, out, strict=True):
+        res = results[r.problem]
+        res.n_policy_calls += 1
+        if completions:
+            res.n_prompt_tokens += completions[0].n_prompt_tokens
+    return out
+
+
+def score_solutions(
+    ctx: SearchContext, problem_texts: Sequence[str], texts: Sequence[str], charge: Sequence[ProblemResult]
+) -> list[tuple[float, ...]]:
+    """Verifier scores of every step of each text (empty tuples without a verifier), batched."""
+    verifier = ctx.cached_verifier
+    if verifier is None:
+        return [() for _ in texts]
+    steps = [split_steps(t) for t in texts]
+    got = verifier.score(problem_texts, steps, [0] * len(steps))
+    for res, g in zip(charge, got, strict=True):
+        res.n_verifier_tokens += g.n_tokens
+    return [g.scores for g in got]
+
+
+def add_node(res: ProblemResult, **fields) -> Node:
+    node = Node(id=len(res.nodes), **fields)
+    res.nodes.append(node)
+    res.n_generated_tokens += node.n_generated_tokens + node.n_lookahead_tokens
+    return node
+
+
+def make_candidate(ctx: SearchContext, res: ProblemResult, index: int, leaf: int, step_scores: tuple[float, ...]) -> Candidate:
+    """A candidate ending at `leaf`; marks its path selected and sums its tokens."""
+    path = res.path(leaf)
+    for node in path:
+        node.selected = True
+    last = path[-1]
+    text = last.text if last.kind == "revision" else "".join(n.text for n in path)
+    return Candidate(
+        index=index,
+        text=text,
+        leaf=leaf,
+        step_scores=step_scores,
+        score=aggregate(step_scores, ctx.aggregation) if ctx.verifier is not None else None,
+        n_prompt_tokens=path[0].n_prompt_tokens,
+        n_generated_tokens=sum(n.n_generated_tokens for n in path),
+        finish_reason=last.finish_reason,
+    )
+
+
+@dataclass(frozen=True)
+class Beam:
+    """An unfinished path of one problem: its leaf node (None at the root) and its text."""
+
+    problem: int
+    node: int | None
+    text: str
+    n_steps: int
+    """Verifier steps in `text` (split on blank lines)."""
+
+
+def is_terminal(completion: Completion, last_iteration: bool) -> bool:
+    """A step ends its path at EOS, at the token limit, on an empty step, or when it boxes the answer."""
+    return (
+        last_iteration
+        or completion.finish_reason != "step"
+        or not completion.text.strip()
+        or is_final_step(completion.text)
+    )
+
+
+def expand(
+    ctx: SearchContext,
+    problems: Sequence[Problem],
+    results: Sequence[ProblemResult],
+    beams: Sequence[Beam],
+    n_children: Sequence[int],
+    *,
+    last_iteration: bool,
+    lookahead: int,
+) -> list[list[tuple[Node, Beam | None, float | None]]]:
+    """Grow every beam by one step (`n_children[i]` samples each), in one batched call.
+
+    Returns, per beam, its children as (node, continuing beam or None when terminal, ranking
+    score). The ranking score aggregates the step scores of the path plus `lookahead` greedy
+    steps rolled out only for scoring (Snell et al. 2024 §5.2, lookahead search); the
+    rolled-out text is discarded but its tokens are charged to the child.
+    """
+    requests = [Request(b.problem, b.text, k) for b, k in zip(beams, n_children, strict=True)]
+    got = generate(ctx, problems, results, requests, step=not last_iteration)
+    children: list[tuple[int, Node, Beam | None]] = []
+    for bi, (beam, completions) in enumerate(zip(beams, got, strict=True)):
+        res = results[beam.problem]
+        parent_depth = -1 if beam.node is None else res.nodes[beam.node].depth
+        for c in completions:
+            node = add_node(
+                res,
+                parent=beam.node,
+                depth=parent_depth + 1,
+                text=c.text,
+                kind="step",
+                n_prompt_tokens=c.n_prompt_tokens,
+                n_generated_tokens=c.n_generated_tokens,
+                finish_reason=c.finish_reason,
+            )
+            text = beam.text + c.text
+            cont = None if is_terminal(c, last_iteration) else Beam(beam.problem, node.id, text, len(split_steps(text)))
+            children.append((bi, node, cont))
+    extra = _look_ahead(ctx, problems, results, [(n, b) for _, n, b in children if b is not None], lookahead)
+    texts = [beams[bi].text + node.text + extra.get(id(node), "") for bi, node, _ in children]
+    scores = score_solutions(
+        ctx,
+        [problems[beams[bi].problem].text for bi, _, _ in children],
+        texts,
+        [results[beams[bi].problem] for bi, _, _ in children],
+    )
+    out: list[list[tuple[Node, Beam | None, float | None]]] = [[] for _ in beams]
+    for (bi, node, cont), full in zip(children, scores, strict=True):
+        beam = beams[bi]
+        own_steps = len(split_steps(beam.text + node.text))
+        node.scores = tuple(full[beam.n_steps : own_steps])
+        rank = aggregate(full, ctx.aggregation) if ctx.verifier is not None else None
+        out[bi].append((node, cont, rank))
+    return out
+
+
+def _look_ahead(
+    ctx: SearchContext,
+    problems: Sequence[Problem],
+    results: Sequence[ProblemResult],
+    items: Sequence[tuple[Node, Beam]],
+    k: int,
+) -> dict[int, str]:
+    """Greedy k-step roll-outs from each (node, beam); returns id(node) → rolled-out text."""
+    if k == 0 or not items:
+        return {}
+    rolled = {id(node): "" for node, _ in items}
+    live = list(items)
+    for _ in range(k):
+        if not live:
+            break
+        got = generate(
+            ctx, problems, results, [Request(b.problem, b.text + rolled[id(n)], 1) for n, b in live], step=True, greedy=True
+        )
+        nxt = []
+        for (node, beam), (c,) in zip(live, got, strict=True):
+            rolled[id(node)] += c.text
+            node.n_lookahead_tokens += c.n_generated_tokens
+            results[beam.problem].n_generated_tokens += c.n_generated_tokens
+            if not is_terminal(c, False):
+                nxt.append((node, beam))
+        live = nxt
+    return rolled

@@ -1,0 +1,173 @@
+"""The result types every layer shares: search-tree nodes, candidates, per-problem results.
+
+Strategies build these, grading fills in answers, the store writes them and analysis reads
+them back; this module imports nothing of ttscale so that none of those layers has to import
+another (the store never imports a strategy, a strategy never imports the store).
+
+Invariants (checked by `check_tree`, relied on by the store and tested by property tests):
+- `nodes[i].id == i`; a parent comes before its children; depth = parent depth + 1, roots 0.
+- A candidate's `leaf` is a node id; for `step` nodes the candidate text is the concatenation
+  of the texts on the path root → leaf; for `revision` nodes (self-refinement) it is the
+  leaf's own text, since each round rewrites the whole answer.
+- `ProblemResult.n_generated_tokens` equals the sum of every node's generated and lookahead
+  tokens: nothing the policy generated is unaccounted for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+NodeKind = Literal["step", "completion", "revision"]
+FinishReason = Literal["step", "eos", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One benchmark problem. `id` is stable across runs (dataset-native id or content hash)."""
+
+    dataset: str
+    id: str
+    text: str
+    answer: str
+    level: int | None = None
+    subject: str | None = None
+    metadata: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(slots=True)
+class Node:
+    """One step (or whole completion, or revision) in a problem's search tree."""
+
+    id: int
+    parent: int | None
+    depth: int
+    text: str
+    kind: NodeKind
+    n_prompt_tokens: int
+    """Tokens of the context this node was generated from (problem prompt + path so far)."""
+    n_generated_tokens: int
+    n_lookahead_tokens: int = 0
+    """Tokens of lookahead roll-outs generated only to score this node, then discarded."""
+    scores: tuple[float, ...] = ()
+    """Verifier score of every `\\n\\n` step in this node's text (one for a search step)."""
+    n_verifier_tokens: int = 0
+    finish_reason: FinishReason = "step"
+    selected: bool = False
+    """On the path of at least one returned candidate."""
+    pruned: bool = False
+    """Dropped by the search before it finished."""
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One final solution returned by a strategy for a problem; order matters (prefix subsampling)."""
+
+    index: int
+    text: str
+    leaf: int
+    step_scores: tuple[float, ...]
+    """Verifier scores of every step of the solution, root to leaf (empty without a verifier)."""
+    score: float | None
+    """`step_scores` aggregated (last/min/prod); None without a verifier."""
+    n_prompt_tokens: int
+    n_generated_tokens: int
+    """Generated tokens on this candidate's path (shared steps counted for every candidate)."""
+    finish_reason: FinishReason
+    answer: str | None = None
+    """Extracted final answer, filled in by grading."""
+    correct: bool | None = None
+    answer_method: str | None = None
+    """How the answer was extracted: `boxed`, `phrase`, `last_number` or None (unparsed)."""
+    answer_class: int = -1
+    """Equivalence class of `answer` among this problem's candidates (math-verify equality); -1 unparsed."""
+
+
+@dataclass(slots=True)
+class ProblemResult:
+    """What a strategy returns for one problem: the whole tree and the candidates."""
+
+    problem_id: str
+    nodes: list[Node]
+    candidates: list[Candidate]
+    n_prompt_tokens: int = 0
+    """Prompt tokens the policy processed, once per request (n samples share one prompt)."""
+    n_generated_tokens: int = 0
+    n_verifier_tokens: int = 0
+    n_policy_calls: int = 0
+    """Generation requests made for this problem (one per beam per iteration, etc.)."""
+
+    def path(self, leaf: int) -> list[Node]:
+        """Nodes from the root to `leaf`, root first."""
+        out = []
+        cursor: int | None = leaf
+        while cursor is not None:
+            node = self.nodes[cursor]
+            out.append(node)
+            cursor = node.parent
+        return out[::-1]
+
+
+class TreeInvariantError(AssertionError):
+    """A strategy returned a tree that breaks the invariants above (a bug, not bad input)."""
+
+
+def check_tree(result: ProblemResult) -> None:
+    """Raise TreeInvariantError if `result` breaks any invariant in the module docstring."""
+    for i, node in enumerate(result.nodes):
+        if node.id != i:
+            raise TreeInvariantError(f"{result.problem_id}: node {i} has id {node.id}")
+        if node.parent is None:
+            if node.depth != 0:
+                raise TreeInvariantError(f"{result.problem_id}: root {i} has depth {node.depth}")
+        else:
+            if not 0 <= node.parent < i:
+                raise TreeInvariantError(f"{result.problem_id}: node {i} parent {node.parent} not before it")
+            if node.depth != result.nodes[node.parent].depth + 1:
+                raise TreeInvariantError(f"{result.problem_id}: node {i} depth {node.depth} inconsistent")
+    for cand in result.candidates:
+        if not 0 <= cand.leaf < len(result.nodes):
+            raise TreeInvariantError(f"{result.problem_id}: candidate {cand.index} leaf {cand.leaf} missing")
+        path = result.path(cand.leaf)
+        leaf = path[-1]
+        expected = leaf.text if leaf.kind == "revision" else "".join(n.text for n in path)
+        if cand.text != expected:
+            raise TreeInvariantError(f"{result.problem_id}: candidate {cand.index} text differs from its path")
+        if not all(n.selected for n in path):
+            raise TreeInvariantError(f"{result.problem_id}: candidate {cand.index} path not marked selected")
+    spent = sum(n.n_generated_tokens + n.n_lookahead_tokens for n in result.nodes)
+    if spent != result.n_generated_tokens:
+        raise TreeInvariantError(
+            f"{result.problem_id}: nodes account for {spent} generated tokens, total says {result.n_generated_tokens}"
+        )
+
+
+SelectionMethod = Literal["naive", "weighted", "majority", "pass"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The answer a selection method picks from the first `n` candidates of a problem.
+
+    `pass` is the oracle: correct if any of the first n candidates is correct (answer None).
+    """
+
+    problem_id: str
+    method: SelectionMethod
+    n: int
+    answer: str | None
+    correct: bool
+
+
+@dataclass(slots=True)
+class ShardOutcome:
+    """Everything one shard of one cell produced, handed to the store in one transaction."""
+
+    cell_id: str
+    problems: list[Problem]
+    results: list[ProblemResult]
+    """Parallel to `problems`; candidates graded (answer, correct, answer_class filled)."""
+    verdicts: list[Verdict]
+    policy_params: int
+    verifier_params: int
+    elapsed_s: float

@@ -1,0 +1,5 @@
+"""Shared fixtures. Service fixtures (PostgreSQL, the vLLM engine, Prefect, MLflow) live in
+tests/plugins/, one module per service, started once per session."""
+
+pytest_plugins = [
+]
