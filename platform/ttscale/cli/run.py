@@ -112,13 +112,14 @@ def build_cell(*, model, dataset, limit, levels, strategy, n, beam_width, n_iter
 
 def run_cell_here(cell, settings, *, shard_size: int = 50, out: Path | None = None) -> dict:
     """Prepare, resume from the store, run shard by shard, store, print the summary table."""
+    from ttscale.runner import prepare_cell, run_shard
+
+    prepared = prepare_cell(cell, settings)  # every name and the dataset checked: nothing loaded yet
     from ttscale import store
     from ttscale.backends import load_policy
     from ttscale.prompting import PromptBuilder
-    from ttscale.runner import prepare_cell, run_shard
     from ttscale.verifiers import load_verifier
 
-    prepared = prepare_cell(cell, settings)  # every name and the dataset checked: nothing loaded yet
     engine = store.make_engine(settings.database_url)
     store.check_reachable_and_migrated(engine)
     with store.transaction(engine) as session:
