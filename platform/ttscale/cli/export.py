@@ -1,0 +1,35 @@
+"""`ttscale export SWEEP --format parquet|csv|jsonl --out DIR`: one sweep's results as files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ttscale.cli.db import DB_HELP, store_url
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("export")
+    def export(
+        sweep: str = typer.Argument(..., help="Sweep id (16 hex) or exact sweep name"),
+        fmt: str = typer.Option("parquet", "--format", help="parquet | csv | jsonl"),
+        out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: ./exports/SWEEP_ID)"),
+        db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    ) -> None:
+        """Write a sweep's cells, problems, candidates, nodes and verdicts, plus sweep.json."""
+        from ttscale import store
+        from ttscale.errors import SpecError
+        from ttscale.store.export import resolve_sweep
+
+        if fmt not in store.FORMATS:
+            raise SpecError(f"--format: must be one of {', '.join(store.FORMATS)}, got {fmt!r}")
+        engine = store.make_engine(store_url(db))
+        store.check_reachable_and_migrated(engine)
+        with store.connect(engine) as conn:
+            sweep_id = resolve_sweep(conn, sweep)
+            # The default directory is named by the validated hex id, never by the sweep's name.
+            paths = store.export_sweep(conn, sweep_id, out or Path("exports") / sweep_id, fmt)
+        for path in paths:
+            typer.echo(str(path))

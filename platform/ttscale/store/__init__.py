@@ -1,0 +1,86 @@
+"""The results store: SQLAlchemy models, a bulk writer and polars readers (docs/store.md).
+
+SQLite is the embedded default, PostgreSQL the team store; the same code serves both.
+Store functions take a Session or Connection and never commit: edges open one with
+`transaction(engine)`. Writes are idempotent on natural keys, so a retried shard adds
+nothing twice.
+
+Names are imported from their modules on first use (PEP 562), so `ttscale db ...` does not
+pay for polars and pydantic, which only readers, writer and export need.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "engine": ("check_reachable_and_migrated", "connect", "make_engine", "redact_url", "transaction"),
+    "export": ("FORMATS", "export_sweep"),
+    "migrate": ("downgrade", "head_revision", "schema_drift", "upgrade"),
+    "read": (
+        "read_candidates",
+        "read_cells",
+        "read_nodes",
+        "read_problem_result",
+        "read_problem_runs",
+        "read_problems",
+        "read_sweeps",
+        "read_verdicts",
+    ),
+    "roles": ("create_reader_role",),
+    "versioning": ("code_version",),
+    "writer": (
+        "WriteReport",
+        "done_problem_ids",
+        "register_cell",
+        "register_sweep",
+        "set_cell_status",
+        "set_sweep_status",
+        "spec_hash",
+        "write_shard",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ttscale.store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ttscale.store.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from ttscale.store.engine import check_reachable_and_migrated, connect, make_engine, redact_url, transaction
+    from ttscale.store.export import FORMATS, export_sweep
+    from ttscale.store.migrate import downgrade, head_revision, schema_drift, upgrade
+    from ttscale.store.read import (
+        read_candidates,
+        read_cells,
+        read_nodes,
+        read_problem_result,
+        read_problem_runs,
+        read_problems,
+        read_sweeps,
+        read_verdicts,
+    )
+    from ttscale.store.roles import create_reader_role
+    from ttscale.store.versioning import code_version
+    from ttscale.store.writer import (
+        WriteReport,
+        done_problem_ids,
+        register_cell,
+        register_sweep,
+        set_cell_status,
+        set_sweep_status,
+        spec_hash,
+        write_shard,
+    )

@@ -1,0 +1,83 @@
+"""Alembic, called from the package: upgrade, downgrade, current revision, drift check.
+
+The migration scripts live in `<repo>/migrations` (beside `platform/`), found from this
+package's location, so they work from an editable install or a checkout without an
+alembic.ini. The engine's connection is handed to migrations/env.py through
+`Config.attributes`, never through the ini file (a URL-encoded password's `%` would be
+taken for interpolation there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from ttscale.errors import StoreError
+from ttscale.store.engine import connect, one_line, redact_url
+from ttscale.store.versioning import repo_root
+
+
+def migrations_dir() -> Path:
+    return repo_root() / "migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert len(heads) == 1, f"migrations have {len(heads)} heads: merge them"
+    return heads[0]
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The revision stamped in the store, None for an empty database."""
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _run(engine: Engine, action: str, revision: str) -> None:
+    fn = command.upgrade if action == "upgrade" else command.downgrade
+    with connect(engine) as conn:
+        try:
+            with conn.begin():
+                fn(alembic_config(conn), revision)
+        except SQLAlchemyError as err:
+            raise StoreError(f"{action} of store {redact_url(engine.url)} to {revision} failed: {one_line(err)}") from None
+        except CommandError as err:  # e.g. an unknown revision
+            raise StoreError(f"{action} of store {redact_url(engine.url)}: {one_line(err)}") from None
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Create or upgrade the schema to `revision`, in one transaction."""
+    _run(engine, "upgrade", revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Downgrade to `revision` (`base` drops every table: data is lost)."""
+    _run(engine, "downgrade", revision)
+
+
+def schema_drift(conn: Connection) -> list:
+    """Differences between the ORM models and the database's actual schema, as Alembic's
+    autogenerate sees them (empty when migrations and models agree)."""
+    from ttscale.store.schema import metadata
+
+    ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+    return [d for d in compare_metadata(ctx, metadata) if not _is_alembic_table(d)]
+
+
+def _is_alembic_table(diff: object) -> bool:
+    return isinstance(diff, tuple) and len(diff) > 1 and getattr(diff[1], "name", None) == "alembic_version"

@@ -1,0 +1,257 @@
+"""The results store's tables, as SQLAlchemy 2.0 typed ORM models. Alembic owns the DDL:
+migrations/versions/ must match these models (a test runs the autogenerate comparison).
+
+Keys are natural, so a retried write can be recognised and skipped (docs/store.md):
+- `sweeps.id`: first 16 hex of the sweep spec hash; `(name, spec_hash)` is unique.
+- `cells.id`: `CellSpec.cell_id` (16 hex of the canonical JSON's sha256).
+- `sweep_cells`: a cell may belong to several sweeps (same grid point in two sweeps is the
+  same work), so membership is a link table rather than a column on `cells`.
+- `problems`: `(dataset, problem_id)`; `problem_runs`: `(cell_id, problem_id)` — a row here
+  means the problem is done for that cell; `candidates`, `nodes`, `verdicts` hang off it.
+
+The bulk tables (`candidates`, `nodes`, `verdicts`) carry no foreign key to `problem_runs`:
+PostgreSQL checks a foreign key row by row, which cut COPY from 141k to 48k rows/s here
+(benchmarks/RESULTS.md). The writer keeps them consistent instead: it writes a problem's
+rows only in the transaction that inserts its `problem_runs` row.
+
+Text columns hold text encoded by `store.encoding` (NUL and lone surrogates escaped); score
+lists are JSON arrays in text columns; timestamps are UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+STATUSES = ("pending", "running", "done", "failed", "cancelled")
+"""Allowed values of `sweeps.status` and `cells.status`."""
+
+_STATUS_SQL = "status IN ({})".format(", ".join(f"'{s}'" for s in STATUSES))
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on both engines (SQLite keeps no offset, so it is
+    stored naive-in-UTC there and marked UTC again on the way out). Naive input is a bug."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: store timestamps must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# Short aliases: every id is 16 hex chars; enum-like names are short registered strings.
+_ID = sa.String(16)
+_NAME = sa.String(32)
+
+
+class Sweep(Base):
+    __tablename__ = "sweeps"
+    __table_args__ = (
+        sa.UniqueConstraint("name", "spec_hash"),
+        sa.CheckConstraint(_STATUS_SQL, name="status"),
+    )
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    """First 16 hex chars of `spec_hash`."""
+    name: Mapped[str] = mapped_column(sa.String(200))
+    spec: Mapped[str] = mapped_column(sa.Text)
+    """The spec exactly as submitted (YAML or JSON text)."""
+    spec_hash: Mapped[str] = mapped_column(sa.String(64))
+    """sha256 of the validated spec's canonical JSON: reformatting the YAML keeps the hash."""
+    created_by: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    code_version: Mapped[str] = mapped_column(sa.String(100))
+    status: Mapped[str] = mapped_column(_NAME)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    mlflow_run_id: Mapped[str | None] = mapped_column(sa.String(64))
+    prefect_flow_run_id: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class Cell(Base):
+    __tablename__ = "cells"
+    __table_args__ = (sa.CheckConstraint(_STATUS_SQL, name="status"),)
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    """`CellSpec.cell_id`."""
+    model: Mapped[str] = mapped_column(sa.String)
+    verifier: Mapped[str | None] = mapped_column(sa.String)
+    aggregation: Mapped[str] = mapped_column(_NAME)
+    strategy: Mapped[str] = mapped_column(_NAME)
+    n: Mapped[int] = mapped_column(sa.Integer)
+    """N: the budget (samples, or generations per step)."""
+    beam_width: Mapped[int | None] = mapped_column(sa.Integer)
+    """M, for beam_search/dvts."""
+    dataset: Mapped[str] = mapped_column(sa.String)
+    """`DatasetSpec.label` (dataset name, or the JSONL path)."""
+    seed: Mapped[int] = mapped_column(sa.BigInteger)
+    spec: Mapped[str] = mapped_column(sa.Text)
+    """`CellSpec.canonical_json()` verbatim: its sha256 prefix is the id, so keep it byte-exact."""
+    source_cell_id: Mapped[str | None] = mapped_column(_ID, index=True)
+    """The larger-budget cell whose first n candidates this cell reuses. No foreign key on
+    purpose: cells of a sweep may be registered in any order, in separate transactions."""
+    status: Mapped[str] = mapped_column(_NAME)
+    code_version: Mapped[str] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    n_prompt_tokens: Mapped[int] = mapped_column(sa.BigInteger)
+    n_generated_tokens: Mapped[int] = mapped_column(sa.BigInteger)
+    n_verifier_tokens: Mapped[int] = mapped_column(sa.BigInteger)
+    policy_flops: Mapped[float] = mapped_column(sa.Double)
+    """Cell totals of FLOPs are doubles: a 70B model passes int64 after ~6.6e7 tokens."""
+    verifier_flops: Mapped[float] = mapped_column(sa.Double)
+    policy_params: Mapped[int] = mapped_column(sa.BigInteger)
+    verifier_params: Mapped[int] = mapped_column(sa.BigInteger)
+    mlflow_run_id: Mapped[str | None] = mapped_column(sa.String(64))
+    prefect_flow_run_id: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class SweepCell(Base):
+    __tablename__ = "sweep_cells"
+
+    sweep_id: Mapped[str] = mapped_column(_ID, sa.ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True)
+    cell_id: Mapped[str] = mapped_column(
+        _ID, sa.ForeignKey("cells.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class ProblemRow(Base):
+    """A benchmark problem (`tree.Problem`); shared by every cell that runs it."""
+
+    __tablename__ = "problems"
+
+    dataset: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    problem_id: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    text: Mapped[str] = mapped_column(sa.Text)
+    answer: Mapped[str] = mapped_column(sa.Text)
+    level: Mapped[int | None] = mapped_column(sa.Integer)
+    subject: Mapped[str | None] = mapped_column(sa.String)
+    metadata_json: Mapped[str] = mapped_column("metadata", sa.Text)
+    """`Problem.metadata` as JSON (attribute renamed: `metadata` is taken by the ORM)."""
+
+
+class ProblemRun(Base):
+    """One problem done in one cell; its existence is what resume checks."""
+
+    __tablename__ = "problem_runs"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["dataset", "problem_id"], ["problems.dataset", "problems.problem_id"], ondelete="CASCADE"
+        ),
+    )
+
+    cell_id: Mapped[str] = mapped_column(_ID, sa.ForeignKey("cells.id", ondelete="CASCADE"), primary_key=True)
+    problem_id: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    dataset: Mapped[str] = mapped_column(sa.String)
+    """`Problem.dataset`, so the row joins `problems` exactly."""
+    n_prompt_tokens: Mapped[int] = mapped_column(sa.BigInteger)
+    n_generated_tokens: Mapped[int] = mapped_column(sa.BigInteger)
+    """Generated plus lookahead tokens: everything the policy generated for the problem."""
+    n_verifier_tokens: Mapped[int] = mapped_column(sa.BigInteger)
+    n_policy_calls: Mapped[int] = mapped_column(sa.Integer)
+    policy_flops: Mapped[int] = mapped_column(sa.BigInteger)
+    """2 × policy_params × (prompt + generated tokens)."""
+    verifier_flops: Mapped[int] = mapped_column(sa.BigInteger)
+    """2 × verifier_params × verifier tokens."""
+    elapsed_s: Mapped[float] = mapped_column(sa.Double)
+    """The shard's wall-clock time split evenly over its problems: strategies batch across
+    problems, so one problem's own time is not separable."""
+    n_candidates: Mapped[int] = mapped_column(sa.Integer)
+    n_nodes: Mapped[int] = mapped_column(sa.Integer)
+    written_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CandidateRow(Base):
+    """`tree.Candidate`: one final solution; `idx` order is the generation order."""
+
+    __tablename__ = "candidates"
+    cell_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    problem_id: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    idx: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(sa.Text)
+    answer: Mapped[str | None] = mapped_column(sa.Text)
+    answer_method: Mapped[str | None] = mapped_column(_NAME)
+    answer_class: Mapped[int] = mapped_column(sa.Integer)
+    correct: Mapped[bool | None] = mapped_column(sa.Boolean)
+    score: Mapped[float | None] = mapped_column(sa.Double)
+    step_scores: Mapped[str] = mapped_column(sa.Text)
+    """JSON array of floats, root to leaf."""
+    n_prompt_tokens: Mapped[int] = mapped_column(sa.Integer)
+    n_generated_tokens: Mapped[int] = mapped_column(sa.Integer)
+    policy_flops: Mapped[int] = mapped_column(sa.BigInteger)
+    finish_reason: Mapped[str] = mapped_column(_NAME)
+    leaf_node: Mapped[int] = mapped_column(sa.Integer)
+
+
+class NodeRow(Base):
+    """`tree.Node`: one step of a problem's search tree."""
+
+    __tablename__ = "nodes"
+    cell_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    problem_id: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    node_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(sa.Integer)
+    depth: Mapped[int] = mapped_column(sa.Integer)
+    kind: Mapped[str] = mapped_column(_NAME)
+    text: Mapped[str] = mapped_column(sa.Text)
+    n_prompt_tokens: Mapped[int] = mapped_column(sa.Integer)
+    n_generated_tokens: Mapped[int] = mapped_column(sa.Integer)
+    n_lookahead_tokens: Mapped[int] = mapped_column(sa.Integer)
+    scores: Mapped[str] = mapped_column(sa.Text)
+    """JSON array of floats: one per `\\n\\n` step in `text`."""
+    n_verifier_tokens: Mapped[int] = mapped_column(sa.Integer)
+    finish_reason: Mapped[str] = mapped_column(_NAME)
+    selected: Mapped[bool] = mapped_column(sa.Boolean)
+    pruned: Mapped[bool] = mapped_column(sa.Boolean)
+
+
+class VerdictRow(Base):
+    """`tree.Verdict`: the answer a selection method picks from a problem's first n candidates."""
+
+    __tablename__ = "verdicts"
+    cell_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    problem_id: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    method: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    n: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    answer: Mapped[str | None] = mapped_column(sa.Text)
+    correct: Mapped[bool] = mapped_column(sa.Boolean)
+
+
+metadata = Base.metadata
+sweeps = Sweep.__table__
+cells = Cell.__table__
+sweep_cells = SweepCell.__table__
+problems = ProblemRow.__table__
+problem_runs = ProblemRun.__table__
+candidates = CandidateRow.__table__
+nodes = NodeRow.__table__
+verdicts = VerdictRow.__table__
