@@ -47,9 +47,11 @@ class PromptBuilder:
     chat: Callable[[Sequence[dict[str, str]]], str]
     """The policy's chat template: messages → prompt text ready for the assistant's turn."""
     format: PromptFormat = "chat"
+    system: str | None = None
+    """The model's own system prompt (Qwen-Math models are trained with one); else ttscale's."""
 
     def _prefix(self) -> list[dict[str, str]]:
-        messages = [{"role": "system", "content": _text("system.txt").strip()}]
+        messages = [{"role": "system", "content": (self.system or _text("system.txt")).strip()}]
         if self.format == "few_shot_chat":
             for problem, solution in few_shot_examples():
                 messages += [{"role": "user", "content": problem}, {"role": "assistant", "content": solution}]

