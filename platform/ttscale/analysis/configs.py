@@ -1,0 +1,103 @@
+"""What a cell is, as analysis groups it: model, dataset, a configuration label, budget, seed.
+
+A *configuration* is everything about a cell except its model, dataset, budget N and seed:
+the strategy with its hyperparameters, the verifier and the step-score aggregation. Cells
+that differ only in seed are replicates of one configuration; the compute-optimal frontier
+chooses among configurations (times a selection method) per budget.
+
+Labels name only what varies within the frame given, so a sweep with one beam search reads
+`beam_search`, and one that varies the lookahead reads `beam_search[lookahead=2]`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from ttscale.analysis.frames import CELL_COLUMNS, require_columns
+from ttscale.spec import PREFIX_SHAREABLE
+
+DESCRIBED_COLUMNS = ("cell_id", "model", "dataset", "strategy", "config", "verifier", "aggregation", "n_cell", "seed")
+
+
+def _strategy_params(spec: str | None) -> dict:
+    """Strategy hyperparameters from a cell's canonical JSON (`CellSpec.canonical_json`)."""
+    if not spec:
+        return {}
+    strategy = json.loads(spec).get("strategy") or {}
+    return {k: v for k, v in strategy.items() if k != "name"}
+
+
+def describe_cells(cells: pl.DataFrame) -> pl.DataFrame:
+    """One row per cell: cell_id, model, dataset, strategy, config, verifier, aggregation, n_cell, seed.
+
+    `cells` is `store.read_cells(...)`: it needs cell_id (or the store's `id`), model,
+    dataset, strategy, n, seed and may carry verifier, aggregation, beam_width and spec (the canonical JSON, from which
+    strategy hyperparameters are read). This reads one small row per cell in Python.
+    """
+    if "cell_id" not in cells.columns and "id" in cells.columns:
+        cells = cells.rename({"id": "cell_id"})
+    require_columns(cells, CELL_COLUMNS, "cells")
+    rows = cells.to_dicts()
+    params = []
+    for row in rows:
+        p = _strategy_params(row.get("spec"))
+        if not p and row.get("beam_width") is not None:
+            p = {"beam_width": row["beam_width"]}
+        params.append(p)
+    varying: dict[str, set[str]] = {}
+    for row, p in zip(rows, params, strict=True):
+        seen = varying.setdefault(row["strategy"], set())
+        seen.update(p)
+    shown: dict[str, list[str]] = {}
+    for strategy, keys in varying.items():
+        values = [(p, r) for p, r in zip(params, rows, strict=True) if r["strategy"] == strategy]
+        shown[strategy] = sorted(k for k in keys if len({json.dumps(p.get(k)) for p, _ in values}) > 1)
+    verifiers = {r.get("verifier") for r in rows if r.get("verifier") is not None}
+    aggregations = {r.get("aggregation") for r in rows if r.get("verifier") is not None}
+    out = []
+    for row, p in zip(rows, params, strict=True):
+        label = row["strategy"]
+        keys = shown[row["strategy"]]
+        if keys:
+            label += "[" + ",".join(f"{k}={p.get(k)}" for k in keys) + "]"
+        if len(verifiers) > 1 and row.get("verifier") is not None:
+            label += f"@{row['verifier']}"
+        if len(aggregations) > 1 and row.get("verifier") is not None:
+            label += f"/{row.get('aggregation')}"
+        out.append(
+            {
+                "cell_id": str(row["cell_id"]),
+                "model": str(row["model"]),
+                "dataset": str(row["dataset"]),
+                "strategy": str(row["strategy"]),
+                "config": label,
+                "verifier": row.get("verifier"),
+                "aggregation": row.get("aggregation"),
+                "n_cell": int(row["n"]),
+                "seed": int(row["seed"]),
+            }
+        )
+    schema = {
+        "cell_id": pl.String,
+        "model": pl.String,
+        "dataset": pl.String,
+        "strategy": pl.String,
+        "config": pl.String,
+        "verifier": pl.String,
+        "aggregation": pl.String,
+        "n_cell": pl.Int64,
+        "seed": pl.Int64,
+    }
+    return pl.DataFrame(out, schema=schema, orient="row") if out else pl.DataFrame(schema=schema)
+
+
+def budget_is_run(n: pl.Expr, n_cell: pl.Expr, strategy: pl.Expr) -> pl.Expr:
+    """Whether the first n candidates of a cell stand for a run at budget n.
+
+    True at n = N, and at every n for strategies whose smaller budgets are prefixes of the
+    larger (`spec.PREFIX_SHAREABLE`: majority, best_of_n, dvts); a beam search at N=64 cut to
+    its first 4 candidates is not a beam search at N=4.
+    """
+    return (n == n_cell) | strategy.is_in(sorted(PREFIX_SHAREABLE))

@@ -1,0 +1,62 @@
+"""`ttscale import FILE --format search-and-learn --model NAME --strategy NAME`: published
+completions (JSONL or parquet in the reference layout) stored as one cell, graded by ttscale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("import")
+    def import_(
+        file: Path = typer.Argument(..., help="Completions file: .jsonl or .parquet"),
+        fmt: str = typer.Option(..., "--format", help="Source layout: search-and-learn"),
+        model: str = typer.Option(..., help="Policy model that generated the completions"),
+        strategy: str = typer.Option(..., help="Strategy that produced them: best_of_n | dvts | beam_search | majority | self_refine"),
+        aggregation: str = typer.Option("last", help="Step-score aggregation: last | min | prod"),
+        dataset: Optional[str] = typer.Option(None, help="Dataset label (default: the file name without suffix)"),
+        beam_width: int = typer.Option(4, help="M of beam_search/dvts (recorded in the cell spec)"),
+        db: Optional[str] = typer.Option(None, help="Store URL (default: $TTSCALE_DATABASE_URL or the SQLite file)"),
+    ) -> None:
+        """Import a completions file as one cell: answers extracted and graded, step scores aggregated."""
+        from ttscale import store
+        from ttscale.errors import SpecError
+        from ttscale.importers import IMPORT_FORMATS
+        from ttscale.importers.search_and_learn import convert, read_completions
+        from ttscale.settings import Settings
+
+        if fmt not in IMPORT_FORMATS:
+            raise SpecError(f"--format: unknown {fmt!r}; allowed: {', '.join(IMPORT_FORMATS)}")
+        url = db or Settings.from_env().database_url
+        engine = store.make_engine(url)
+        store.check_reachable_and_migrated(engine)  # before the (slow) grading: a bad store fails first
+        rows = read_completions(file)
+        cell, outcome = convert(
+            rows,
+            model=model,
+            strategy=strategy,
+            dataset=dataset or file.stem,
+            aggregation=aggregation,
+            beam_width=beam_width,
+            source=str(file),
+        )
+        with store.transaction(engine) as conn:
+            store.register_cell(conn, cell)
+            written = store.write_shard(conn, outcome)
+            store.set_cell_status(conn, cell.cell_id, "done")
+        n = cell.n
+        at_n = [v for v in outcome.verdicts if v.n == n]
+        accuracy = {
+            m: sum(v.correct for v in at_n if v.method == m) / max(1, len(outcome.problems))
+            for m in ("naive", "weighted", "majority", "pass")
+        }
+        typer.echo(
+            f"imported cell {cell.cell_id}: {written.n_written_problems} problems written, "
+            f"{written.n_skipped_problems} already stored; {sum(len(r.candidates) for r in outcome.results)} candidates, "
+            f"n={n}, dataset={cell.dataset.label}"
+        )
+        typer.echo("accuracy@n=" + str(n) + ": " + ", ".join(f"{m} {a:.3f}" for m, a in accuracy.items()))
