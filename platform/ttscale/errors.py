@@ -36,3 +36,9 @@ class TrackingError(TtscaleError):
     """The MLflow tracking server cannot be reached or refused a write."""
 
     exit_code = 1
+
+
+class OrchestrationError(TtscaleError):
+    """The orchestrator (a Prefect server or work pool) cannot be reached or refused work."""
+
+    exit_code = 1

@@ -19,6 +19,7 @@ ENV_VARS = {
     "TTSCALE_MODEL_CACHE": "Where converted models live. Default: $TTSCALE_HOME/models",
     "TTSCALE_VLLM_SERVER_URL": "OpenAI-compatible vLLM server for the `openai` backend, e.g. http://127.0.0.1:8000/v1",
     "TTSCALE_KV_CACHE_GIB": "KV-cache size for vLLM on CPU, GiB (VLLM_CPU_KVCACHE_SPACE). Default: 4",
+    "TTSCALE_GPU_SLOT": "Set by `ttscale worker` in each worker process: the GPU slot (<host>-<gpu>) it serves. Not for users",
     "MLFLOW_TRACKING_URI": "MLflow tracking store. Default: sqlite:///$TTSCALE_HOME/mlflow.db",
     "PREFECT_API_URL": "Prefect server for team mode. Unset: a temporary local server under $TTSCALE_HOME/prefect",
 }

@@ -21,7 +21,7 @@ def home(tmp_path):
         (["--strategy", "dvts", "--n", "6", "--verifier", "arithmetic"], "--n: must be a multiple of dvts.beam_width=4, got 6"),
         (["--strategy", "beam_search", "--n", "4"], "--verifier: strategy beam_search needs a verifier"),
         (["--verifier", "arithmetc"], "verifier: unknown verifier 'arithmetc' (did you mean 'arithmetic'?)"),
-        (["--dataset", "nosuch"], "dataset.name: unknown dataset 'nosuch'"),
+        (["--dataset", "nosuch", "--verifier", "arithmetic"], "dataset.name: unknown dataset 'nosuch'"),
         (["--n", "0", "--verifier", "arithmetic"], "--n: Input should be greater than or equal to 1, got 0"),
         (["--levels", "1,x", "--verifier", "arithmetic"], "--levels: must be comma-separated integers, got '1,x'"),
         (["--temperature", "-1", "--verifier", "arithmetic"], "--temperature: Input should be greater than or equal to 0"),

@@ -116,9 +116,7 @@ def run_cell_here(cell, settings, *, shard_size: int = 50, out: Path | None = No
 
     prepared = prepare_cell(cell, settings)  # every name and the dataset checked: nothing loaded yet
     from ttscale import store
-    from ttscale.backends import load_policy
-    from ttscale.prompting import PromptBuilder
-    from ttscale.verifiers import load_verifier
+    from ttscale.execution import load_cell_runtime, release_policies
 
     engine = store.make_engine(settings.database_url)
     store.check_reachable_and_migrated(engine)
@@ -131,27 +129,29 @@ def run_cell_here(cell, settings, *, shard_size: int = 50, out: Path | None = No
     start = time.perf_counter()
     outcomes = []
     if todo:
-        policy = load_policy(prepared.model_info, settings, seed=cell.seed)
-        verifier = load_verifier(cell.verifier, policy, settings) if cell.verifier else None
-        prompts = PromptBuilder(chat=policy.chat_prompt, format=prepared.model_info.prompt_format)
-        with store.transaction(engine) as session:
-            store.register_cell(
-                session,
-                cell,
-                policy_params=policy.n_params,
-                verifier_params=verifier.n_params if verifier else 0,
-            )
-            store.set_cell_status(session, cell.cell_id, "running")
-        progress = _progress(console)
-        for i in range(0, len(todo), shard_size):
-            shard = todo[i : i + shard_size]
-            outcome = run_shard(cell, shard, policy, verifier, prompts, progress=progress)
+        runtime = load_cell_runtime(cell, settings, prepared)
+        try:
             with store.transaction(engine) as session:
-                store.write_shard(session, outcome)
-            outcomes.append(outcome)
-            console.print(f"stored {min(i + shard_size, len(todo))}/{len(todo)} problems")
-        with store.transaction(engine) as session:
-            store.set_cell_status(session, cell.cell_id, "done")
+                store.register_cell(
+                    session,
+                    cell,
+                    policy_params=runtime.policy.n_params,
+                    verifier_params=runtime.verifier.n_params if runtime.verifier else 0,
+                )
+                store.set_cell_status(session, cell.cell_id, "running")
+            progress = _progress(console)
+            for i in range(0, len(todo), shard_size):
+                shard = todo[i : i + shard_size]
+                outcome = run_shard(cell, shard, runtime.policy, runtime.verifier, runtime.prompts, progress=progress)
+                with store.transaction(engine) as session:
+                    store.write_shard(session, outcome)
+                outcomes.append(outcome)
+                console.print(f"stored {min(i + shard_size, len(todo))}/{len(todo)} problems")
+            with store.transaction(engine) as session:
+                store.set_cell_status(session, cell.cell_id, "done")
+        finally:
+            # The vLLM engine lives in a child process the interpreter would wait for at exit.
+            release_policies()
     elapsed = time.perf_counter() - start
     with engine.connect() as conn:
         summary = summarize(conn, cell, elapsed)
