@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# The demo on embedded defaults: bundled SmolLM2-135M on CPU vLLM, SQLite store under
-# $TTSCALE_HOME. Later steps (sweep, report, dashboard) are added as they land.
+# The demo on embedded defaults: the bundled SmolLM2-135M on CPU vLLM, SQLite store, local
+# MLflow and Prefect's temporary server, all under $TTSCALE_HOME. Runs the demo sweep (cells
+# already stored are skipped, so a second `make demo` goes straight to the results), prints the
+# compute-optimal frontier, writes its chart, and serves the dashboard until Ctrl-C.
+# DEMO_NO_DASHBOARD=1 stops after the report (used by the smoke test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TTSCALE_HOME=${TTSCALE_HOME:-$PWD/.ttscale}
-.venv/bin/ttscale db upgrade
-.venv/bin/ttscale run --model smollm2-135m --dataset arith --limit 10 --strategy beam_search --n 4 \
-  --beam-width 2 --n-iterations 6 --verifier arithmetic --seed 0
+T=.venv/bin/ttscale
+$T db upgrade
+$T sweep run examples/demo.yaml
+$T report demo --table accuracy --table frontier --plot "$TTSCALE_HOME/demo-frontier.png"
+echo "frontier chart: $TTSCALE_HOME/demo-frontier.png"
+if [ "${DEMO_NO_DASHBOARD:-0}" = "1" ]; then exit 0; fi
+echo "dashboard: http://127.0.0.1:${DASHBOARD_PORT:-8501} (Ctrl-C stops it)"
+exec $T dashboard --port "${DASHBOARD_PORT:-8501}"

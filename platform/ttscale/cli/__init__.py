@@ -36,9 +36,9 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debu
 
 def _register_all() -> None:
     # One import line per sub-command module; each module keeps its heavy imports inside its commands.
-    from ttscale.cli import listing, run
+    from ttscale.cli import dashboard, db, export, importing, listing, report, run, sweep, worker
 
-    for module in (listing, run):
+    for module in (listing, run, db, export, report, importing, dashboard, sweep, worker):
         module.register(app)
 
 

@@ -1,0 +1,72 @@
+"""Compute-optimal table: per difficulty bin and budget, the best strategy and its accuracy
+against the best single strategy (two-fold: chosen on one half of the problems, scored on
+the other)."""
+
+from __future__ import annotations
+
+import charts
+import data
+import polars as pl
+import streamlit as st
+import views
+import widgets
+
+from ttscale.errors import TtscaleError
+
+st.title("Compute-optimal strategy per difficulty")
+url = data.database_url()
+scope = widgets.pick_scope(url, key="optimal_scope")
+if scope is None:
+    st.stop()
+left, right = st.columns(2)
+bins = left.selectbox("Difficulty bins", ["oracle", "predicted", "level"], key="optimal_bins")
+budget = right.radio("Budget", ["generations n", "FLOPs per problem"], horizontal=True, key="optimal_budget")
+try:
+    result = data.analyse(url, scope.cell_ids, bins)
+except TtscaleError as err:
+    st.warning(f"{err}. Pick another kind of difficulty bins.")
+    st.stop()
+if result is None:
+    st.info("No candidates stored for these cells yet.")
+    st.stop()
+report = result.report
+frontier = report.frontier if budget == "generations n" else report.frontier_flops
+if frontier.height == 0:
+    st.info("No budget has verdicts to compare (FLOPs need problem runs with token counts).")
+    st.stop()
+
+for sentence in views.optimal_captions(report.frontier):
+    st.markdown(f"- {sentence}")
+st.caption(
+    "The best strategy is chosen per bin and budget on one half of the problems and scored on the other "
+    "(both halves pooled); the best single strategy is one choice for all bins, made the same way. "
+    "When the halves chose differently both are shown (fold 0 | fold 1)."
+)
+label = "n" if budget == "generations n" else "FLOPs/problem"
+table = views.optimal_table(frontier, label)
+pct = st.column_config.NumberColumn(format="percent")
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "best accuracy": pct,
+        "single accuracy": pct,
+        "gain": st.column_config.NumberColumn(format="percent"),
+        "FLOPs/problem": st.column_config.NumberColumn(format="scientific"),
+        **({label: st.column_config.NumberColumn(format="scientific")} if label != "n" else {}),
+    },
+    key="optimal_table",
+)
+if budget == "generations n":
+    for (model, dataset), group in frontier.group_by("model", "dataset", maintain_order=True):
+        st.markdown(f"**{model} · {dataset}**: accuracy of the per-bin choice; colour = gain over the best single strategy")
+        st.altair_chart(charts.gain_heatmap(group), key=f"heat_{model}_{dataset}")
+
+st.subheader("Difficulty bins")
+st.dataframe(
+    report.bins.select("model", "dataset", "bin", pl.col("n_problems").alias("problems"), "difficulty_min", "difficulty_max"),
+    hide_index=True,
+    width="stretch",
+    key="bins_table",
+)

@@ -1,0 +1,129 @@
+"""Widgets several pages share: which sweep or cells to look at, and the empty states.
+
+A choice is mirrored in the URL (`?sweep=ID`, `?cell=ID`, `?problem=ID`), so a view can be
+linked to and survives a page switch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import data
+import polars as pl
+import streamlit as st
+import views
+
+ALL_CELLS = "__all__"
+UNSWEPT = "__unswept__"
+
+NO_RESULTS = (
+    "No results in this store yet. Run a sweep: `ttscale sweep run examples/demo.yaml`, "
+    "or one cell: `ttscale run --model scripted --dataset arith --limit 20 --strategy best_of_n --n 8 --verifier scripted`. "
+    "Then press **Refresh** in the sidebar."
+)
+
+
+@dataclass(frozen=True)
+class Scope:
+    key: str
+    """A sweep id, `ALL_CELLS` or `UNSWEPT`."""
+    label: str
+    cell_ids: tuple[str, ...]
+    sweep: dict | None
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _param(name: str) -> str | None:
+    value = st.query_params.get(name)
+    return value if value else None
+
+
+def _remember(name: str, value: str | None) -> None:
+    if value is None:
+        st.query_params.pop(name, None)
+    elif st.query_params.get(name) != value:
+        st.query_params[name] = value
+
+
+def pick_scope(url: str, *, key: str = "scope", allow_all: bool = True) -> Scope | None:
+    """A selectbox of sweeps (newest first), the cells run outside sweeps and all cells.
+
+    None (after showing the empty state) when the store holds no cell."""
+    sweeps = data.sweeps(url)
+    cells = data.cells(url)
+    members = data.memberships(url)
+    if cells.height == 0:
+        st.info(NO_RESULTS)
+        return None
+    options: dict[str, str] = {}
+    for row in sweeps.iter_rows(named=True):
+        options[row["id"]] = f"{row['name']} · {row['status']} · {row['id']}"
+    unswept = cells.filter(~pl.col("id").is_in(members["cell_id"].to_list()))
+    if unswept.height:
+        options[UNSWEPT] = f"cells run outside sweeps ({unswept.height})"
+    if allow_all:
+        options[ALL_CELLS] = f"all cells ({cells.height})"
+    keys = list(options)
+    wanted = _param("sweep")
+    index = keys.index(wanted) if wanted in options else 0
+    chosen = st.selectbox("Sweep", keys, index=index, format_func=options.__getitem__, key=key)
+    _remember("sweep", chosen)
+    if chosen == ALL_CELLS:
+        ids = cells["id"].to_list()
+        sweep = None
+    elif chosen == UNSWEPT:
+        ids = unswept["id"].to_list()
+        sweep = None
+    else:
+        ids = members.filter(pl.col("sweep_id") == chosen)["cell_id"].to_list()
+        sweep = sweeps.filter(pl.col("id") == chosen).row(0, named=True)
+    return Scope(chosen, options[chosen], tuple(sorted(ids)), sweep)
+
+
+def pick_cell(url: str, scope: Scope, *, key: str = "cell") -> dict | None:
+    """A selectbox of the scope's cells that have results; returns the cell's row."""
+    cells = data.cells(url).filter(pl.col("id").is_in(list(scope.cell_ids)))
+    cells = cells.filter(pl.col("n_problems_done") > 0).with_columns(views.cell_label().alias("label"))
+    if cells.height == 0:
+        st.info("No cell in this sweep has stored problems yet: wait for its first shard, then press **Refresh**.")
+        return None
+    ids = cells["id"].to_list()
+    labels = dict(zip(ids, cells["label"].to_list(), strict=True))
+    wanted = _param("cell")
+    chosen = st.selectbox("Cell", ids, index=ids.index(wanted) if wanted in labels else 0, format_func=labels.__getitem__, key=key)
+    _remember("cell", chosen)
+    return cells.filter(pl.col("id") == chosen).row(0, named=True)
+
+
+def analysis_options(*, key: str) -> tuple[str, list[str], str]:
+    """Difficulty bins, the selection methods to show, and how budgets below N are subsampled."""
+    left, middle, right = st.columns([1, 1, 2])
+    bins = left.selectbox(
+        "Difficulty bins",
+        ["oracle", "predicted", "level"],
+        help="oracle: quantiles of the base model's pass@1; predicted: of the verifier's mean score; level: the dataset's levels",
+        key=f"{key}_bins",
+    )
+    methods = right.multiselect(
+        "Selection methods",
+        ["naive", "weighted", "majority", "pass"],
+        default=["naive", "weighted", "majority"],
+        help="pass = pass@n, an oracle upper bound (it looks at the gold answer)",
+        key=f"{key}_methods",
+    )
+    mode = middle.selectbox(
+        "Subsets of n",
+        ["prefix", "bootstrap"],
+        format_func={"prefix": "first n (reference)", "bootstrap": "bootstrap (32 draws)"}.__getitem__,
+        help=(
+            "first n: the first n candidates of each problem, as the reference scores Best-of-N; intervals come from "
+            "seeds. bootstrap: 32 random subsets of size n per problem, averaged, with a percentile interval per cell "
+            "(slower on large sweeps)."
+        ),
+        key=f"{key}_mode",
+    )
+    return bins, methods, mode

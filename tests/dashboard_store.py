@@ -1,0 +1,180 @@
+"""Stores the dashboard tests read, seeded once per test process.
+
+- `sweep store`: a real small sweep, `ttscale sweep run` with the scripted model (Best-of-N
+  and beam search against the scripted verifier, two budgets, on `PROBLEMS` as a JSONL
+  dataset), plus one cell run outside sweeps with `ttscale run` — both through the real
+  entry point, into a temporary SQLite store.
+- `models store`: two scripted policies of different size and skill (the registered
+  `scripted` model is one size only), Best-of-N run through `runner.run_shard` and stored
+  with `store.write_shard` — the code path of `ttscale run` after the model is loaded — so
+  the small-vs-large comparison has data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.cli import ttscale
+
+SWEEP_SPEC = """\
+name: dashboard-test
+models: [scripted]
+verifiers: [scripted]
+strategies:
+  - {{name: best_of_n}}
+  - {{name: beam_search, beam_width: 2, n_iterations: 4}}
+budgets: [2, 4]
+datasets:
+  - {{name: jsonl, path: {path}}}
+seeds: [0]
+shard_size: 4
+"""
+PROBLEMS = [
+    {"id": f"p{i}", "problem": f"Ada has {a} apples and finds {b} more. How many apples does she have?", "answer": str(a + b), "level": 1 + i % 4}
+    for i, (a, b) in enumerate([(1, 1), (2, 1), (1, 3), (4, 1), (3, 3), (2, 2), (1, 2), (3, 2)])
+]
+"""Eight problems whose answers (2..6) are the ones the scripted policy writes most often (it
+answers a + b with a in 0..6, b in 0..2, hashed from the prompt), so accuracies are neither 0
+nor 1 and differ between cells and selection methods."""
+
+
+def loose_cell_args(dataset: Path) -> tuple[str, ...]:
+    return ("--model", "scripted", "--dataset", str(dataset), "--limit", "6", "--strategy", "majority", "--n", "4")
+
+
+@dataclass(frozen=True)
+class Seeded:
+    home: Path
+    url: str
+    env: dict[str, str]
+    spec_text: str = ""
+    dataset: str = ""
+
+
+_CACHE: dict[str, Seeded] = {}
+
+
+def service_env(home: Path) -> dict[str, str]:
+    """Everything the CLI writes goes under `home` (store, MLflow, Prefect)."""
+    return {
+        "TTSCALE_HOME": str(home),
+        "TTSCALE_DATABASE_URL": f"sqlite:///{home / 'ttscale.db'}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOCAL_STORAGE_PATH": str(home / "prefect" / "storage"),
+        "PREFECT_MEMO_STORE_PATH": str(home / "prefect" / "memo_store.toml"),
+        "PREFECT_LOGGING_SETTINGS_PATH": str(home / "prefect" / "logging.yml"),
+    }
+
+
+def _check(done, what: str) -> None:
+    assert done.returncode == 0, f"{what} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+
+
+def sweep_store(root: Path) -> Seeded:
+    """The sweep + loose-cell store (built once per process)."""
+    if "sweep" in _CACHE:
+        return _CACHE["sweep"]
+    home = root / "sweep-home"
+    home.mkdir(parents=True)
+    env = service_env(home)
+    _check(ttscale("db", "upgrade", env=env), "ttscale db upgrade")
+    dataset = home / "problems.jsonl"
+    dataset.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS), encoding="utf-8")
+    spec_text = SWEEP_SPEC.format(path=dataset)
+    spec = home / "spec.yaml"
+    spec.write_text(spec_text, encoding="utf-8")
+    _check(ttscale("sweep", "run", str(spec), env=env, cwd=str(home), timeout=300), "ttscale sweep run")
+    _check(ttscale("run", *loose_cell_args(dataset), env=env, cwd=str(home), timeout=300), "ttscale run")
+    _CACHE["sweep"] = Seeded(home, env["TTSCALE_DATABASE_URL"], env, spec_text, str(dataset))
+    return _CACHE["sweep"]
+
+
+MODELS = {"scripted-1b": (0.75, 1_000_000_000), "scripted-8b": (0.95, 8_000_000_000)}
+"""name: (skill, parameters) of the two scripted policies of the models store."""
+
+
+def _respond(problems: dict[str, object], skill: float):
+    """A policy that solves a problem with probability skill / level (level 1..5), decided by
+    a hash of (prompt, sample index): deterministic, harder problems solved less often."""
+
+    def respond(prompt: str, k: int) -> str:
+        problem = max(problems.values(), key=lambda p: prompt.rfind(p.text))
+        h = int.from_bytes(hashlib.sha256(f"{prompt}\x1f{k}".encode()).digest()[:8], "big")
+        right = (h % 1000) / 1000 < skill / (problem.level or 3)
+        answer = problem.answer if right else str(int(problem.answer) + 1 + h % 3)
+        return f"## Step 1: Work\nwe look at it\n\n## Step 2: Sum\nso it is {answer}\n\nTherefore, the final answer is: $\\boxed{{{answer}}}$."
+
+    return respond
+
+
+def models_store(root: Path) -> Seeded:
+    """Two models × Best-of-N (N=8) on 16 arith problems (built once per process)."""
+    if "models" in _CACHE:
+        return _CACHE["models"]
+    from ttscale import store
+    from ttscale.backends.scripted import ScriptedPolicy
+    from ttscale.data import load_problems
+    from ttscale.prompting import PromptBuilder
+    from ttscale.runner import run_shard
+    from ttscale.spec import SweepSpec
+    from ttscale.verifiers.scripted import ScriptedVerifier
+
+    home = root / "models-home"
+    home.mkdir(parents=True)
+    env = service_env(home)
+    url = env["TTSCALE_DATABASE_URL"]
+    engine = store.make_engine(url, create_dirs=True)
+    store.upgrade(engine)
+    spec = SweepSpec.model_validate(
+        {
+            "name": "models-test",
+            "models": list(MODELS),
+            "verifiers": ["scripted"],
+            "strategies": [{"name": "best_of_n"}],
+            "budgets": [8],
+            "datasets": [{"name": "arith", "limit": 16}],
+        }
+    )
+    problems = load_problems(spec.datasets[0])
+    by_id = {p.id: p for p in problems}
+    with store.transaction(engine) as conn:
+        sweep_id = store.register_sweep(conn, spec, "name: models-test\n", "tests")
+    for cell in spec.cells():
+        skill, params = MODELS[cell.model]
+        policy = ScriptedPolicy(_respond(by_id, skill), model=cell.model, n_params=params)
+        verifier = ScriptedVerifier()
+        with store.transaction(engine) as conn:
+            store.register_cell(conn, cell, sweep_id=sweep_id, policy_params=params, verifier_params=verifier.n_params)
+            store.set_cell_status(conn, cell.cell_id, "running")
+        outcome = run_shard(cell, problems, policy, verifier, PromptBuilder(chat=policy.chat_prompt, format="chat"))
+        with store.transaction(engine) as conn:
+            store.write_shard(conn, outcome)
+            store.set_cell_status(conn, cell.cell_id, "done")
+    with store.transaction(engine) as conn:
+        store.set_sweep_status(conn, sweep_id, "done")
+    engine.dispose()
+    _CACHE["models"] = Seeded(home, url, env)
+    return _CACHE["models"]
+
+
+def empty_store(root: Path) -> Seeded:
+    """A migrated store with nothing in it."""
+    if "empty" in _CACHE:
+        return _CACHE["empty"]
+    home = root / "empty-home"
+    home.mkdir(parents=True)
+    env = service_env(home)
+    _check(ttscale("db", "upgrade", env=env), "ttscale db upgrade")
+    _CACHE["empty"] = Seeded(home, env["TTSCALE_DATABASE_URL"], env)
+    return _CACHE["empty"]
+
+
+def dashboard_env(seeded: Seeded) -> dict[str, str]:
+    return {**os.environ, **seeded.env, "TTSCALE_DASHBOARD_DATABASE_URL": seeded.url}

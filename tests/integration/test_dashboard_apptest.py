@@ -1,0 +1,477 @@
+"""Every dashboard page under Streamlit's AppTest, against stores seeded by real runs
+(`tests/dashboard_store.py`): what each page shows is compared with what the store holds."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests import dashboard_store
+from ttscale import analysis, store
+from ttscale.store import read as store_read
+
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+
+
+@pytest.fixture(scope="session")
+def sweep_store(tmp_path_factory):
+    return dashboard_store.sweep_store(tmp_path_factory.mktemp("dashboard"))
+
+
+@pytest.fixture(scope="session")
+def models_store(tmp_path_factory):
+    return dashboard_store.models_store(tmp_path_factory.mktemp("dashboard-models"))
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory):
+    return dashboard_store.empty_store(tmp_path_factory.mktemp("dashboard-empty"))
+
+
+@pytest.fixture(scope="session")
+def stored(sweep_store):
+    """What the sweep store holds, read with the store's own readers."""
+    engine = store.make_engine(sweep_store.url)
+    with engine.connect() as conn:
+        sweeps = store.read_sweeps(conn)
+        sweep = sweeps.row(0, named=True)
+        cells = store.read_cells(conn)
+        sweep_cells = store.read_cells(conn, sweep["id"])
+        ids = cells["id"].to_list()
+        out = {
+            "sweep": sweep,
+            "cells": cells,
+            "sweep_cells": sweep_cells,
+            "candidates": store.read_candidates(conn, ids, with_text=True),
+            "verdicts": store.read_verdicts(conn, ids),
+            "runs": store.read_problem_runs(conn, ids),
+            "problems": store.read_problems(conn),
+        }
+    engine.dispose()
+    return out
+
+
+def run_page(monkeypatch, seeded, page: str, query: dict[str, str] | None = None) -> AppTest:
+    monkeypatch.setenv("TTSCALE_DASHBOARD_DATABASE_URL", seeded.url)
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest, kind: str) -> list[str]:
+    return [str(el.value) for el in at.get(kind)]
+
+
+def chart_frames(at: AppTest, i: int) -> list[pl.DataFrame]:
+    """The datasets a vega-lite chart was sent with (Streamlit ships them as Arrow)."""
+    chart = at.get("vega_lite_chart")[i]
+    return [pl.from_arrow(pa.ipc.open_stream(d.data.data).read_all()) for d in chart.proto.datasets]
+
+
+TABLE_COLUMNS = {
+    "sweeps_table": ("launched by", 0),
+    "sweep_cells_table": ("elapsed", 0),
+    "loose_cells_table": ("elapsed", 1),
+    "optimal_table": ("best accuracy", 0),
+    "bins_table": ("difficulty_min", 0),
+    "candidates_table": ("chosen by", 0),
+    "path_table": ("step score", 0),
+    "audit_cells": ("shard time", 0),
+}
+"""A page's table by a column only it has (and its rank among tables that have it):
+non-interactive `st.dataframe`s carry no element id."""
+
+
+def frame_of(at: AppTest, key: str, rank: int | None = None) -> pl.DataFrame:
+    column, default = TABLE_COLUMNS[key]
+    rank = default if rank is None else rank
+    found = [df.value for df in at.dataframe if column in df.value.columns]
+    if len(found) <= rank:
+        raise AssertionError(f"no table {key!r} on the page")
+    return pl.from_pandas(found[rank])
+
+
+def widget(at: AppTest, kind: str, key: str):
+    return next(w for w in getattr(at, kind) if w.key == key)
+
+
+# ---- sweeps -------------------------------------------------------------------------------------
+
+
+def test_sweeps_page_shows_status_progress_and_the_cells_outside_sweeps(monkeypatch, sweep_store, stored):
+    at = run_page(monkeypatch, sweep_store, "sweeps")
+    sweep = stored["sweep"]
+    table = frame_of(at, "sweeps_table")
+    row = table.filter(pl.col("id") == sweep["id"]).row(0, named=True)
+    assert row["name"] == "dashboard-test"
+    assert row["status"] == sweep["status"] == "done"
+    cells = stored["sweep_cells"]
+    assert row["cells done"] == f"{cells.height}/{cells.height}"
+    # problems counted over the cells that generate (served cells reuse their source's)
+    own = cells.filter(pl.col("source_cell_id").is_null())
+    assert row["problems done"] == f"{own['n_problems_done'].sum()}/{8 * own.height}"
+    assert row["launched by"] == sweep["created_by"] and row["code_version"] == sweep["code_version"]
+    assert set(row["strategies"].split(", ")) == {"best_of_n", "beam_search"}
+
+    listed = frame_of(at, "sweep_cells_table")
+    assert sorted(listed["id"].to_list()) == sorted(cells["id"].to_list())
+    loose = frame_of(at, "loose_cells_table")
+    outside = stored["cells"].filter(~pl.col("id").is_in(cells["id"].to_list()))
+    assert loose["id"].to_list() == outside["id"].to_list() and outside.height == 1
+    assert loose.row(0, named=True)["strategy"] == "majority"
+    assert loose.row(0, named=True)["problems"] == "6/6"
+
+
+def test_sweeps_filter_by_strategy_hides_sweeps_without_it(monkeypatch, sweep_store):
+    at = run_page(monkeypatch, sweep_store, "sweeps")
+    widget(at, "multiselect", "f_strategy").select("majority").run()
+    assert not at.exception
+    assert "No sweep matches these filters." in texts(at, "info")
+    assert frame_of(at, "loose_cells_table", rank=0).height == 1  # no sweep shown: only the cell outside sweeps
+    widget(at, "multiselect", "f_strategy").unselect("majority").select("beam_search").run()
+    assert frame_of(at, "sweeps_table")["name"].to_list() == ["dashboard-test"]
+    assert "None. `ttscale run ...` stores a single cell here." in texts(at, "caption")
+
+
+@pytest.mark.parametrize("page", ["sweeps", "frontiers", "compute_optimal", "problems", "audit"])
+def test_empty_store_explains_what_to_run(monkeypatch, empty_store, page):
+    at = run_page(monkeypatch, empty_store, page)
+    info = " ".join(texts(at, "info"))
+    assert "ttscale sweep run examples/demo.yaml" in info
+    assert not at.get("vega_lite_chart") and not at.dataframe
+
+
+# ---- frontiers ----------------------------------------------------------------------------------
+
+
+def test_frontier_chart_draws_the_stored_accuracy(monkeypatch, sweep_store, stored):
+    at = run_page(monkeypatch, sweep_store, "frontiers", {"sweep": stored["sweep"]["id"]})
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 4  # vs n, vs FLOPs, by difficulty, compute-optimal (one model: no comparison)
+    lines = chart_frames(at, 0)[0]
+    # A beam search is only a beam search at its own N: the stored verdicts at n = N are the truth.
+    cells = stored["sweep_cells"]
+    for strategy in ("beam_search", "best_of_n"):
+        for method in ("weighted", "naive", "majority"):
+            for cell in cells.filter((pl.col("strategy") == strategy) & pl.col("source_cell_id").is_null()).iter_rows(named=True):
+                v = stored["verdicts"].filter(
+                    (pl.col("cell_id") == cell["id"]) & (pl.col("method") == method) & (pl.col("n") == cell["n"])
+                )
+                drawn = lines.filter(
+                    (pl.col("config") == strategy) & (pl.col("method") == method) & (pl.col("n") == cell["n"])
+                )
+                assert drawn.height == 1, (strategy, method, cell["n"])
+                assert drawn["accuracy"][0] == pytest.approx(v["correct"].cast(pl.Float64).mean())
+    # beam search appears only at budgets it ran (2 and 4), Best-of-N at every prefix (1, 2, 4)
+    assert sorted(set(lines.filter(pl.col("config") == "beam_search")["n"].to_list())) == [2, 4]
+    assert sorted(set(lines.filter(pl.col("config") == "best_of_n")["n"].to_list())) == [1, 2, 4]
+    assert set(lines["method"].to_list()) == {"naive", "weighted", "majority"}
+
+    flops = chart_frames(at, 1)[0]
+    runs = stored["runs"]
+    bon = cells.filter((pl.col("strategy") == "best_of_n") & (pl.col("n") == 4))["id"][0]
+    per_problem = runs.filter(pl.col("cell_id") == bon).select((pl.col("policy_flops") + pl.col("verifier_flops")).mean()).item()
+    at4 = flops.filter((pl.col("config") == "best_of_n") & (pl.col("n") == 4))
+    assert at4["flops_per_problem"].to_list() == pytest.approx([per_problem] * at4.height)
+
+    info = " ".join(texts(at, "info"))
+    assert "needs at least two models" in info
+    captions = " ".join(texts(at, "markdown"))
+    assert f"scripted on {sweep_store.dataset}: at 4 generations" in captions
+
+
+def test_frontier_methods_widget_filters_lines(monkeypatch, sweep_store, stored):
+    at = run_page(monkeypatch, sweep_store, "frontiers", {"sweep": stored["sweep"]["id"]})
+    widget(at, "multiselect", "frontier_methods").unselect("naive").unselect("majority").run()
+    assert not at.exception
+    assert set(chart_frames(at, 0)[0]["method"].to_list()) == {"weighted"}
+
+
+def test_bootstrap_subsets_give_every_point_an_interval(monkeypatch, sweep_store, stored):
+    at = run_page(monkeypatch, sweep_store, "frontiers", {"sweep": stored["sweep"]["id"]})
+    prefix = chart_frames(at, 0)[0]
+    assert prefix["ci_low"].null_count() == prefix.height  # one seed, first-n subsets: no interval
+    widget(at, "selectbox", "frontier_mode").select("bootstrap").run()
+    assert not at.exception
+    lines = chart_frames(at, 0)[0]
+    assert lines.height == prefix.height and lines["ci_low"].null_count() == 0
+    assert (lines["ci_low"] <= lines["ci_high"]).all()
+    assert (lines["ci_high"] - lines["ci_low"]).max() > 0  # subsets below N vary between draws
+
+
+def test_difficulty_facet_uses_the_levels_when_asked(monkeypatch, sweep_store, stored):
+    at = run_page(monkeypatch, sweep_store, "frontiers", {"sweep": stored["sweep"]["id"]})
+    widget(at, "selectbox", "frontier_bins").select("level").run()
+    assert not at.exception
+    by_bin = chart_frames(at, 2)[0]
+    problems = stored["problems"].filter(pl.col("problem_id").is_in(stored["runs"]["problem_id"].to_list()))
+    levels = problems.filter(pl.col("problem_id").is_in(
+        stored["runs"].filter(pl.col("cell_id").is_in(stored["sweep_cells"]["id"].to_list()))["problem_id"].to_list()
+    ))  # fmt: skip
+    assert sorted(set(by_bin["bin"].to_list())) == sorted(set(levels["level"].to_list()))
+    counts = levels.group_by("level").len()
+    for level, count in counts.iter_rows():
+        assert set(by_bin.filter(pl.col("bin") == level)["n_problems"].to_list()) == {count}
+
+
+def test_model_comparison_marks_the_crossover(monkeypatch, models_store):
+    at = run_page(monkeypatch, models_store, "frontiers")
+    engine = store.make_engine(models_store.url)
+    with engine.connect() as conn:
+        cells = store.read_cells(conn).rename({"id": "cell_id"})
+        ids = cells["cell_id"].to_list()
+        report = analysis.build_report(cells, store.read_candidates(conn, ids), store.read_problem_runs(conn, ids))
+    engine.dispose()
+    comparison = report.comparison.row(0, named=True)
+    assert (comparison["small_model"], comparison["large_model"]) == ("scripted-1b", "scripted-8b")
+    assert len(at.get("vega_lite_chart")) == 5
+    frames = chart_frames(at, 4)
+    points = next(f for f in frames if "envelope_accuracy" in f.columns)
+    assert sorted(set(points["model"].to_list())) == ["scripted-1b", "scripted-8b"]
+    assert points.height == report.models.height
+    sentences = [t for t in texts(at, "markdown") if t.startswith("- arith:")]
+    assert len(sentences) == 1
+    # the seeded small model with search beats the large one answering once, and overtakes it
+    # at matched compute: the caption and the red rule say where
+    assert comparison["reference_n"] == 1 and comparison["beats_reference_option"] is not None
+    n = comparison["beats_reference_n"]
+    acc = round(100 * comparison["beats_reference_accuracy"])
+    ref = round(100 * comparison["reference_accuracy"])
+    assert f"At {n} generations, " in sentences[0]
+    assert f"with scripted-1b reaches {acc}%, above scripted-8b answering once ({ref}%)" in sentences[0]
+    assert comparison["overtakes_at_flops"] is not None
+    assert "At matched compute scripted-1b is ahead" in sentences[0]
+    cross = next(f for f in frames if "label" in f.columns and f["label"][0] == "scripted-1b overtakes scripted-8b")
+    assert cross["flops_per_problem"][0] == pytest.approx(comparison["overtakes_at_flops"])
+    reference = next(f for f in frames if "label" in f.columns and f["label"][0] == "scripted-8b at n=1")
+    assert reference["accuracy"][0] == pytest.approx(comparison["reference_accuracy"])
+
+
+# ---- compute-optimal ----------------------------------------------------------------------------
+
+
+def test_compute_optimal_table_is_the_analysis_per_bin_and_budget(monkeypatch, sweep_store, stored):
+    at = run_page(monkeypatch, sweep_store, "compute_optimal", {"sweep": stored["sweep"]["id"]})
+    table = frame_of(at, "optimal_table")
+    cells = stored["sweep_cells"].rename({"id": "cell_id"})
+    ids = cells["cell_id"].to_list()
+    candidates = stored["candidates"].filter(pl.col("cell_id").is_in(ids))
+    runs = stored["runs"].filter(pl.col("cell_id").is_in(ids))
+    expected = analysis.build_report(cells, candidates, runs).frontier
+    assert table.height == expected.height > 0
+    for want, got in zip(expected.iter_rows(named=True), table.iter_rows(named=True), strict=True):
+        assert got["difficulty bin"] == want["bin"] and got["n"] == want["budget"]
+        assert got["best accuracy"] == pytest.approx(want["optimal_accuracy"])
+        assert got["single accuracy"] == pytest.approx(want["single_accuracy"])
+        chosen = {want["optimal_chosen_on_0"], want["optimal_chosen_on_1"]} - {None}
+        assert set(got["best strategy (fold 0 | fold 1)"].split(" | ")) == (chosen or {"(per bin)"})
+    overall = table.filter(pl.col("difficulty bin") == "all")
+    assert set(overall["problems"].to_list()) == {8}
+    assert len(at.get("vega_lite_chart")) == 1  # the gain heatmap
+    bins = frame_of(at, "bins_table")
+    assert bins["problems"].sum() == 8
+
+
+# ---- problem explorer -----------------------------------------------------------------------------
+
+
+def _beam_cell(stored) -> dict:
+    return stored["sweep_cells"].filter((pl.col("strategy") == "beam_search") & (pl.col("n") == 4)).row(0, named=True)
+
+
+def test_explorer_lists_exactly_the_stored_candidates_and_the_gold_answer(monkeypatch, sweep_store, stored):
+    cell = _beam_cell(stored)
+    problem_id = stored["runs"].filter(pl.col("cell_id") == cell["id"])["problem_id"].sort()[3]
+    at = run_page(monkeypatch, sweep_store, "problems", {"sweep": stored["sweep"]["id"], "cell": cell["id"], "problem": problem_id})
+    want = stored["candidates"].filter((pl.col("cell_id") == cell["id"]) & (pl.col("problem_id") == problem_id)).sort("idx")
+    got = frame_of(at, "candidates_table")
+    assert got["idx"].to_list() == want["idx"].to_list()
+    assert got["answer"].to_list() == want["answer"].to_list()
+    assert got["correct"].to_list() == want["correct"].to_list()
+    assert got["score"].to_list() == pytest.approx(want["score"].to_list())
+    gold = stored["problems"].filter(pl.col("problem_id") == problem_id)["answer"][0]
+    assert f"**Gold answer:** `{gold}`" in texts(at, "markdown")
+    problem_text = stored["problems"].filter(pl.col("problem_id") == problem_id)["text"][0]
+    assert problem_text in [t.value for t in at.text]
+
+    # the stored verdict of each method at n = N names the candidate the table marks as chosen
+    verdicts = stored["verdicts"].filter(
+        (pl.col("cell_id") == cell["id"]) & (pl.col("problem_id") == problem_id) & (pl.col("n") == cell["n"])
+    )
+    for method in ("naive", "weighted", "majority"):
+        answer = verdicts.filter(pl.col("method") == method)["answer"][0]
+        chosen = got.filter(pl.col("chosen by").str.contains(method))
+        assert chosen.height == 1 and chosen["answer"][0] == answer
+
+    # reading a candidate shows its full text
+    widget(at, "selectbox", "explorer_candidate").select(int(want["idx"][-1])).run()
+    assert want["text"][-1] in [c.value for c in at.code]
+
+
+def test_explorer_draws_the_search_tree_with_the_selected_path(monkeypatch, sweep_store, stored):
+    cell = _beam_cell(stored)
+    problem_id = stored["runs"].filter(pl.col("cell_id") == cell["id"])["problem_id"].sort()[0]
+    at = run_page(monkeypatch, sweep_store, "problems", {"sweep": stored["sweep"]["id"], "cell": cell["id"], "problem": problem_id})
+    widget(at, "selectbox", "explorer_method").select("weighted").run()
+    engine = store.make_engine(sweep_store.url)
+    with engine.connect() as conn:
+        nodes = store.read_nodes(conn, cell["id"], problem_id)
+    engine.dispose()
+    frames = chart_frames(at, 0)
+    points = next(f for f in frames if "node_id" in f.columns)
+    edges = next(f for f in frames if "x2" in f.columns)
+    assert sorted(points["node_id"].to_list()) == nodes["node_id"].to_list()
+    assert edges.height == nodes.filter(pl.col("parent_id").is_not_null()).height
+    # colour = the node's last step score, as stored
+    want_scores = dict(zip(nodes["node_id"].to_list(), [s[-1] if len(s) else None for s in nodes["scores"].to_list()], strict=True))
+    for node_id, score in zip(points["node_id"].to_list(), points["score"].to_list(), strict=True):
+        assert score == pytest.approx(want_scores[node_id])
+    # the highlighted path runs root → leaf of the candidate weighted selection picks at n = N
+    verdict = stored["verdicts"].filter(
+        (pl.col("cell_id") == cell["id"]) & (pl.col("problem_id") == problem_id) & (pl.col("method") == "weighted") & (pl.col("n") == cell["n"])
+    )
+    cands = stored["candidates"].filter((pl.col("cell_id") == cell["id"]) & (pl.col("problem_id") == problem_id))
+    leaf = cands.filter(pl.col("answer") == verdict["answer"][0]).sort("idx")["leaf_node"]
+    path = points.filter(pl.col("on_path")).sort("depth")["node_id"].to_list()
+    assert path[-1] in leaf.to_list()
+    parent = dict(zip(nodes["node_id"].to_list(), nodes["parent_id"].to_list(), strict=True))
+    assert parent[path[0]] is None and all(parent[b] == a for a, b in zip(path, path[1:]))
+    assert frame_of(at, "path_table")["node_id"].to_list() == path
+    # the node detail shows the leaf's own text
+    leaf_text = nodes.filter(pl.col("node_id") == path[-1])["text"][0]
+    assert leaf_text in [c.value for c in at.code]
+
+
+def test_explorer_unsolved_filter_lists_only_problems_no_candidate_solved(monkeypatch, sweep_store, stored):
+    cell = _beam_cell(stored)
+    at = run_page(monkeypatch, sweep_store, "problems", {"sweep": stored["sweep"]["id"], "cell": cell["id"]})
+    widget(at, "radio", "explorer_filter").set_value("unsolved").run()
+    assert not at.exception
+    solved = (
+        stored["candidates"].filter(pl.col("cell_id") == cell["id"]).group_by("problem_id").agg(pl.col("correct").any())
+    )
+    unsolved = sorted(solved.filter(~pl.col("correct"))["problem_id"].to_list())
+    assert unsolved, "the seeded beam search leaves some problem unsolved"
+    shown = widget(at, "selectbox", "explorer_problem").options
+    assert sorted(o.split(" · ")[0] for o in shown) == unsolved
+    assert all(" · 0/" in o for o in shown)
+
+
+# ---- audit ----------------------------------------------------------------------------------------
+
+
+def test_audit_shows_spec_hash_version_counts_and_links(monkeypatch, sweep_store, stored):
+    at = run_page(monkeypatch, sweep_store, "audit", {"sweep": stored["sweep"]["id"]})
+    sweep = stored["sweep"]
+    facts = dict(pl.from_pandas(at.table[0].value).select("field", "value").iter_rows())
+    assert facts["spec hash"] == sweep["spec_hash"]
+    assert facts["code version"] == sweep["code_version"]
+    assert facts["status"] == "done" and facts["name"] == "dashboard-test"
+    assert sweep_store.spec_text.strip() in [c.value.strip() for c in at.code]
+    runs = stored["runs"].filter(pl.col("cell_id").is_in(stored["sweep_cells"]["id"].to_list()))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Candidates"] == f"{runs['n_candidates'].sum():,}"
+    assert metrics["Problems done"] == f"{runs.height:,}"
+    assert metrics["Tree nodes"] == f"{runs['n_nodes'].sum():,}"
+    assert frame_of(at, "audit_cells").height == stored["sweep_cells"].height
+    runs_md = " ".join(texts(at, "markdown"))
+    for name, key in (("MLflow run", "mlflow_run_id"), ("Prefect flow run", "prefect_flow_run_id")):
+        if sweep[key]:
+            assert f"{name}: " in runs_md and sweep[key] in runs_md
+        else:
+            assert f"{name}: none recorded" in runs_md
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Download parquet", "Download csv"]
+
+
+def test_audit_export_holds_every_stored_candidate(sweep_store, stored):
+    import sys
+
+    sys.path.insert(0, str(APP.parent))
+    import data
+
+    archive = zipfile.ZipFile(io.BytesIO(data.export_sweep_zip(sweep_store.url, stored["sweep"]["id"], "parquet")))
+    assert {"sweep.json", "candidates.parquet", "nodes.parquet", "cells.parquet"} <= set(archive.namelist())
+    candidates = pl.read_parquet(io.BytesIO(archive.read("candidates.parquet")))
+    in_sweep = stored["candidates"].filter(pl.col("cell_id").is_in(stored["sweep_cells"]["id"].to_list()))
+    assert candidates.height == in_sweep.height > 0
+    assert json.loads(archive.read("sweep.json"))["spec_hash"] == stored["sweep"]["spec_hash"]
+
+    loose = stored["cells"].filter(~pl.col("id").is_in(stored["sweep_cells"]["id"].to_list()))["id"][0]
+    archive = zipfile.ZipFile(io.BytesIO(data.export_cell_zip(sweep_store.url, loose, "csv")))
+    rows = pl.read_csv(io.BytesIO(archive.read("candidates.csv")))
+    assert rows.height == stored["candidates"].filter(pl.col("cell_id") == loose).height == 6 * 4
+
+
+def test_audit_of_a_cell_outside_sweeps(monkeypatch, sweep_store, stored):
+    at = run_page(monkeypatch, sweep_store, "audit", {"sweep": "__unswept__"})
+    loose = stored["cells"].filter(~pl.col("id").is_in(stored["sweep_cells"]["id"].to_list())).row(0, named=True)
+    facts = dict(pl.from_pandas(at.table[0].value).select("field", "value").iter_rows())
+    assert loose["id"] in facts["cell"] and loose["id"] in facts["spec hash"]
+    spec = json.loads(next(c.value for c in at.code if c.language == "json"))
+    assert spec == json.loads(loose["spec"])
+    assert re.fullmatch(r"\d+", {m.label: m.value for m in at.metric}["Candidates"].replace(",", ""))
+    assert {m.label: m.value for m in at.metric}["Candidates"] == "24"
+
+
+def test_dashboard_command_refuses_a_store_that_is_not_there(tmp_path):
+    from tests.cli import ttscale
+
+    missing = tmp_path / "nowhere.db"
+    got = ttscale("dashboard", "--db", f"sqlite:///{missing}", "--port", "1")
+    assert got.returncode == 2
+    assert got.stderr.strip() == f"error: --db: no SQLite store at {missing}; run `ttscale db upgrade` or a sweep first"
+    assert not missing.exists()  # checking did not create an empty store
+
+
+def test_cached_results_follow_what_the_cells_store(tmp_path):
+    """A running cell that stores another shard is re-analysed once the (short-lived) cell list
+    shows it; until then nothing is recomputed."""
+    import sys
+
+    sys.path.insert(0, str(APP.parent))
+    import data
+
+    from ttscale.backends.scripted import ScriptedPolicy, default_respond
+    from ttscale.data import load_problems
+    from ttscale.prompting import PromptBuilder
+    from ttscale.runner import run_shard
+    from ttscale.spec import CellSpec
+    from ttscale.verifiers.scripted import ScriptedVerifier
+
+    url = f"sqlite:///{tmp_path / 'growing.db'}"
+    engine = store.make_engine(url, create_dirs=True)
+    store.upgrade(engine)
+    cell = CellSpec.model_validate(
+        {"model": "scripted", "verifier": "scripted", "strategy": {"name": "best_of_n"}, "n": 4, "dataset": {"name": "arith", "limit": 8}}
+    )
+    problems = load_problems(cell.dataset)
+    policy, verifier = ScriptedPolicy(default_respond), ScriptedVerifier()
+    prompts = PromptBuilder(chat=policy.chat_prompt, format="chat")
+    with store.transaction(engine) as conn:
+        store.register_cell(conn, cell, policy_params=policy.n_params, verifier_params=verifier.n_params)
+        store.set_cell_status(conn, cell.cell_id, "running")
+        store.write_shard(conn, run_shard(cell, problems[:4], policy, verifier, prompts))
+    ids = (cell.cell_id,)
+    assert data.analyse(url, ids).n_candidates == 16
+    assert data.cell_problems(url, cell.cell_id).height == 4
+
+    with store.transaction(engine) as conn:
+        store.write_shard(conn, run_shard(cell, problems[4:], policy, verifier, prompts))
+    engine.dispose()
+    assert data.analyse(url, ids).n_candidates == 16  # the cell list is still the cached one
+    data.cells.clear()  # what its 15 s TTL does
+    assert data.analyse(url, ids).n_candidates == 32
+    assert data.cell_problems(url, cell.cell_id)["problem_id"].to_list() == sorted(p.id for p in problems)
