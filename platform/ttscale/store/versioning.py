@@ -1,8 +1,9 @@
 """The code version recorded with every sweep and cell: package version plus git commit.
 
 `0.1.0+g1a2b3c4d5e6f` when the package runs from a git checkout, with `.dirty` appended when
-tracked files differ from that commit; just `0.1.0` when git or the repository is absent
-(an installed wheel). Computed once per process.
+tracked files differ from that commit. Images have no `.git`: their build writes the commit to
+`platform/ttscale/BUILD_COMMIT` (docker/*.Dockerfile, build arg GIT_SHA), which is used instead.
+Just `0.1.0` when neither is there. Computed once per process.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def code_version() -> str:
     version = ttscale.__version__
     sha = _git("rev-parse", "--short=12", "HEAD")
     if not sha:
-        return version
+        stamped = Path(ttscale.__file__).with_name("BUILD_COMMIT")
+        text = stamped.read_text(encoding="ascii").strip() if stamped.is_file() else ""
+        return f"{version}+g{text[:12]}" if text else version
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     return f"{version}+g{sha}{'.dirty' if dirty else ''}"
