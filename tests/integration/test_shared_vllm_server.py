@@ -94,8 +94,7 @@ def test_sampled_sweep_over_the_shared_server_is_stored(tmp_path, mlflow_uri, vl
 def test_greedy_sweep_over_the_shared_server_equals_the_in_process_engine(
     tmp_path, mlflow_uri, vllm_server_url, vllm_settings, vllm_policy
 ):
-    """Greedy decoding at N=1: vLLM refuses n > 1 at temperature 0 (on both backends), and N
-    greedy samples would be N copies of one text anyway."""
+    """Greedy decoding at N=1: N greedy samples would be N copies of one text anyway."""
     from ttscale.execution import as_cell
     from ttscale.prompting import PromptBuilder
     from ttscale.runner import prepare_cell, run_shard
