@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,6 +25,10 @@ class Config(BaseModel):
 
 
 Aggregation = Literal["last", "min", "prod"]
+MAX_N = 4096
+"""Largest budget N of a cell (`CellSpec.n`)."""
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""Seeds are stored as BIGINT."""
 
 
 class SamplingParams(Config):
@@ -101,7 +106,7 @@ class DatasetSpec(Config):
     """Use only the first `limit` problems (after the level filter)."""
     levels: tuple[int, ...] | None = None
     """Keep only these difficulty levels (MATH levels 1-5; `arith` levels 1-5)."""
-    seed: int = 0
+    seed: int = Field(0, ge=INT64_MIN, le=INT64_MAX)
     """Generator seed for synthetic datasets (`arith`)."""
 
     @model_validator(mode="after")
@@ -127,12 +132,15 @@ class CellSpec(Config):
     aggregation: Aggregation = "last"
     """How step scores become one candidate score (reference: `last`)."""
     strategy: StrategyParams
-    n: int = Field(ge=1, le=4096)
+    """The strategy and its parameters, picked by `name`."""
+    n: int = Field(ge=1, le=MAX_N)
     """N: samples for Best-of-N/majority, generations per step for beam search/DVTS, chains for self_refine."""
     dataset: DatasetSpec
-    seed: int = 0
+    """The problems: a registered dataset or a JSONL file, optionally filtered by `levels` and `limit`."""
+    seed: int = Field(0, ge=INT64_MIN, le=INT64_MAX)
     """Engine seed. Sampling on vLLM-CPU is not repeatable even with a seed; greedy decoding is."""
     sampling: SamplingParams = SamplingParams()
+    """Temperature, top-p and token limits of every generation of the cell."""
 
     @model_validator(mode="after")
     def _check_budget(self) -> CellSpec:
@@ -160,15 +168,21 @@ class SweepSpec(Config):
     name: str = Field(min_length=1, max_length=200)
     """Human name of the sweep; shown on the dashboard."""
     models: list[str] = Field(min_length=1)
+    """Policy models: registered names (`ttscale ls models`), HF ids or local paths."""
     verifiers: list[str | None] = Field(default_factory=lambda: [None])
     """Verifiers crossed with verifier-using strategies; `null` runs majority/self_refine only."""
     aggregation: Aggregation = "last"
+    """How a candidate's step scores become one score: `last` (reference default), `min`, `prod`."""
     strategies: list[StrategyParams] = Field(min_length=1)
+    """Strategies, each an object picked by `name` with its own parameters (tables below)."""
     budgets: list[int] = Field(min_length=1)
-    """Values of n (e.g. [1, 4, 16, 64, 256])."""
+    """Values of n (e.g. [1, 4, 16, 64, 256]), each from 1 to 4096 (`MAX_N`)."""
     datasets: list[DatasetSpec] = Field(min_length=1)
+    """Datasets, each with optional `limit` and `levels` (table below)."""
     seeds: list[int] = Field(default_factory=lambda: [0])
+    """Engine seeds; each seed is its own cell (sampling on CPU is not repeatable even so)."""
     sampling: SamplingParams = SamplingParams()
+    """Sampling parameters shared by every cell (table below)."""
     shard_size: int = Field(50, ge=1, le=100000)
     """Problems per shard: the unit of retry and of one transaction in the store."""
     share_generations: bool = True
@@ -183,6 +197,12 @@ class SweepSpec(Config):
         if any(n < 1 for n in self.budgets):
             bad = [n for n in self.budgets if n < 1]
             raise ValueError(f"budgets: every n must be >= 1, got {bad[0]}")
+        if any(n > MAX_N for n in self.budgets):
+            bad = [n for n in self.budgets if n > MAX_N]
+            raise ValueError(f"budgets: every n must be <= {MAX_N}, got {bad[0]}")
+        if any(not INT64_MIN <= s <= INT64_MAX for s in self.seeds):
+            bad = [s for s in self.seeds if not INT64_MIN <= s <= INT64_MAX]
+            raise ValueError(f"seeds: every seed must fit in 64 bits, got {bad[0]}")
         for field, values in (("budgets", self.budgets), ("models", self.models), ("seeds", self.seeds)):
             if len(set(values)) != len(values):
                 raise ValueError(f"{field}: duplicate entries {values}")
@@ -238,16 +258,48 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
     """One line per problem: `field.path: message, got value`."""
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in e["loc"]).replace(".[", "[")
-        # Drop the discriminator tag pydantic inserts into union paths (strategies.0.beam_search.n_iterations).
-        for tag in STRATEGY_NAMES:
-            loc = loc.replace(f".{tag}.", ".").removesuffix(f".{tag}")
+        loc = _field_path(e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
-        shown = "" if isinstance(got, dict | list) or e["type"] == "missing" or msg.endswith(str(got)) else f", got {got!r}"
+        shown = "" if isinstance(got, dict | list) or e["type"] == "missing" or msg.endswith(str(got)) else f", got {_short(repr(got))}"
         # Model-level checks already name their field in the message.
-        lines.append(f"{prefix}{loc}: {msg}{shown}" if loc else f"{prefix}{msg}")
+        line = f"{loc}: {msg}{shown}" if loc else msg
+        lines.append(prefix + _one_line(line))
     return "\n".join(lines)
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+
+
+def _field_path(loc: tuple) -> str:
+    """`strategies[0].beam_width` from pydantic's ('strategies', 0, 'beam_search', 'beam_width'):
+    the discriminator tag pydantic inserts after a union's index is dropped; a key that is not
+    a plain name (empty, spaces, a number) is shown quoted in brackets: `['my key']`, `[1]`."""
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in STRATEGY_NAMES and i >= 1 and isinstance(loc[i - 1], int):
+            continue
+        elif _NAME.fullmatch(part):
+            out += ("." if out else "") + part
+        else:
+            out += f"[{_short(repr(part), 60)}]"
+    return out
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    """`text` with control characters (line breaks, terminal escapes) written as escapes, so a
+    key or value from a spec can neither split an error line nor drive the terminal; cut at
+    `limit` characters."""
+    return _short(_CONTROL.sub(lambda m: repr(m.group())[1:-1], text), limit)
+
+
+def _short(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def parse_sweep(data: Any, source: str = "spec") -> SweepSpec:
@@ -260,16 +312,40 @@ def parse_sweep(data: Any, source: str = "spec") -> SweepSpec:
         raise SpecError(format_validation_error(err)) from None
 
 
-def load_sweep_yaml(path: str) -> SweepSpec:
-    """Read and validate a sweep spec file (YAML loaded safely)."""
+def load_yaml_text(text: str, source: str = "spec") -> Any:
+    """`yaml.safe_load(text)`, or a one-line SpecError naming `source`.
+
+    Safe loading builds only plain data: a tag that would construct a Python object
+    (`!!python/object`, `!!python/name`, ...) is refused. Every other way the loader can fail on
+    bad input — a malformed `!!timestamp` or `!!float` (ValueError, AttributeError), nesting
+    deep enough to exhaust the recursion limit — is a SpecError too, never a traceback."""
     import yaml
 
     try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "python/" in first:
+            first += " (YAML is loaded safely: tags that build Python objects are refused)"
+        raise SpecError(f"{source}: not valid YAML: {_one_line(first)}") from None
+    except RecursionError:
+        raise SpecError(f"{source}: not valid YAML: nested too deeply") from None
+    except Exception as err:  # noqa: BLE001 - the safe loader on bad input: a constructor's ValueError etc.
+        raise SpecError(f"{source}: not valid YAML: {type(err).__name__}: {_one_line(str(err), 200)}") from None
+
+
+def parse_sweep_text(text: str, source: str = "spec") -> SweepSpec:
+    """Validate the YAML text of a sweep spec into a SweepSpec, or raise SpecError."""
+    return parse_sweep(load_yaml_text(text, source), source=source)
+
+
+def load_sweep_yaml(path: str) -> SweepSpec:
+    """Read and validate a sweep spec file (YAML loaded safely)."""
+    try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            text = f.read()
     except FileNotFoundError:
         raise SpecError(f"{path}: no such spec file") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SpecError(f"{path}: not valid YAML: {first}") from None
-    return parse_sweep(data, source=path)
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as err:
+        raise SpecError(f"{path}: cannot read spec: {type(err).__name__}") from None
+    return parse_sweep_text(text, source=path)

@@ -43,6 +43,8 @@ def _read_jsonl(path: Path, label: str) -> Iterable[tuple[int, dict]]:
                     row = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise DataError(f"{label}:{lineno}: not valid JSON ({err.msg})") from None
+                except RecursionError:
+                    raise DataError(f"{label}:{lineno}: not valid JSON (nested too deeply)") from None
                 if not isinstance(row, dict):
                     raise DataError(f"{label}:{lineno}: each line must be a JSON object, got {type(row).__name__}")
                 yield lineno, row
@@ -58,7 +60,9 @@ def _field(row: dict, names: tuple[str, ...], label: str, lineno: int) -> str:
                 raise DataError(f"{label}:{lineno}: field `{name}` must be a non-empty string, got {value!r}"[:300])
             return str(value)
     wanted = " or ".join(f"`{n}`" for n in names)
-    raise DataError(f"{label}:{lineno}: missing field {wanted} (has: {', '.join(sorted(map(str, row))) or 'none'})"[:300])
+    # Keys shown as written, but quoted when they hold a line break or other control character.
+    has = ", ".join(k if k.isprintable() else repr(k) for k in sorted(map(str, row)))
+    raise DataError(f"{label}:{lineno}: missing field {wanted} (has: {has or 'none'})"[:300])
 
 
 def load_jsonl(path: str | Path, dataset: str, answer_after: str | None = None) -> list[Problem]:

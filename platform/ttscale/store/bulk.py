@@ -15,6 +15,8 @@ from itertools import islice
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ttscale.store.schema import UTCDateTime
+
 _SQLITE_BATCH = 10_000  # rows per executemany call: bounds the memory of the dict rows
 
 # SQLAlchemy type → the PostgreSQL type name psycopg's binary dumper must use.
@@ -25,6 +27,7 @@ _PG_TYPES: tuple[tuple[type, str], ...] = (
     (sa.Double, "float8"),
     (sa.Float, "float8"),
     (sa.String, "text"),  # Text is a String; varchar accepts text's binary form
+    (UTCDateTime, "timestamptz"),  # COPY skips the type's naive-value check: pass aware datetimes
 )
 
 

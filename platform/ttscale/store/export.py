@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from ttscale.errors import StoreError
 from ttscale.store import read, schema
+from ttscale.store.encoding import encode_text
 from ttscale.store.versioning import code_version
 
 FORMATS = ("parquet", "csv", "jsonl")
@@ -45,7 +46,9 @@ def resolve_sweep(conn: Connection, ref: str) -> str:
     s = schema.sweeps
     if _SWEEP_ID.fullmatch(ref) and conn.execute(sa.select(s.c.id).where(s.c.id == ref)).first():
         return ref
-    ids = [i for (i,) in conn.execute(sa.select(s.c.id).where(s.c.name == ref).order_by(s.c.created_at))]
+    # Names are stored encoded (`store.encoding`): one with a NUL or a lone surrogate (a name
+    # passed on the command line as invalid UTF-8) is compared in its stored form.
+    ids = [i for (i,) in conn.execute(sa.select(s.c.id).where(s.c.name == encode_text(ref)).order_by(s.c.created_at))]
     if not ids:
         raise StoreError(f"no sweep with id or name {ref!r}")
     if len(ids) > 1:
