@@ -7,6 +7,7 @@ the shard (one `generate` per iteration, never one per problem).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -68,23 +69,25 @@ def generate(
     s = ctx.sampling
     solve = {i: ctx.prompts.solve(problems[i].text) for i in {r.problem for r in requests if r.prompt is None}}
     prompts = [r.prompt if r.prompt is not None else solve[r.problem] + r.prefix for r in requests]
-    # Requests with the same n go in one call; n differs only when survivors are duplicated unevenly.
-    by_n: dict[int, list[int]] = {}
-    for i, r in enumerate(requests):
-        by_n.setdefault(r.n, []).append(i)
+    # One engine call even when requests ask for different n (beam search spreads N samples
+    # unevenly over its survivors): a request for n = j·g samples, g the gcd of all n, goes in
+    # as j copies of its prompt at n = g. vLLM runs n samples as n child requests of one prompt
+    # anyway, so the copies cost nothing, and the whole shard stays in one batch instead of one
+    # call per distinct n, each waiting for its slowest sequence.
+    g = math.gcd(*(r.n for r in requests))
+    owner = [i for i, r in enumerate(requests) for _ in range(r.n // g)]
+    got = ctx.policy.generate(
+        [prompts[i] for i in owner],
+        n=g,
+        stop=["\n\n"] if step else None,
+        max_tokens=s.step_max_tokens if step else s.max_tokens,
+        temperature=0.0 if greedy else s.temperature,
+        top_p=1.0 if greedy else s.top_p,
+        seed=ctx.seed,
+    )
     out: list[list[Completion]] = [[] for _ in requests]
-    for n, idx in by_n.items():
-        got = ctx.policy.generate(
-            [prompts[i] for i in idx],
-            n=n,
-            stop=["\n\n"] if step else None,
-            max_tokens=s.step_max_tokens if step else s.max_tokens,
-            temperature=0.0 if greedy else s.temperature,
-            top_p=1.0 if greedy else s.top_p,
-            seed=ctx.seed,
-        )
-        for i, completions in zip(idx, got, strict=True):
-            out[i] = completions
+    for i, completions in zip(owner, got, strict=True):
+        out[i].extend(completions)
     for r, completions in zip(requests, out, strict=True):
         res = results[r.problem]
         res.n_policy_calls += 1
