@@ -2,7 +2,9 @@
 done), run them, settle statuses from the store, track in MLflow.
 
 Local mode (`pool=None`): shards run here, one after another, as `shard_task`s (the policy is
-loaded once per process). Team mode (`pool`): the shard flow is deployed on the process work
+loaded once per process); a shard the store refused (StoreError: disk full, read-only,
+unreachable past its retries) ends the sweep with that error instead of computing the rest
+for nothing. Team mode (`pool`): the shard flow is deployed on the process work
 pool and each shard becomes a deployment run that a `ttscale worker` picks up; with `wait`
 this flow waits for them, then settles and tracks; without, it returns once they are queued
 (each shard marks its cell done and settles the sweep; `ttscale sweep sync-mlflow` tracks).
@@ -15,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import team
 from flows.shard import shard_task
+from ttscale.errors import StoreError
 
 
 @task(name="register-and-plan", cache_policy=NO_CACHE, persist_result=False)
@@ -98,6 +101,9 @@ def sweep_flow(spec_text: str, source: str = "spec", created_by: str = "", pool:
             state = shard_task.with_options(retries=retries)(shard["cell"], shard["problem_ids"], sweep_id, return_state=True)
             if not state.is_completed():
                 mark_failed(shard["cell"], str(state.message or state.name))
+                error = state.result(raise_on_failure=False)
+                if isinstance(error, StoreError):
+                    raise error  # the store refuses writes (disk full, read-only, down): so would every later shard
         finished = True
     else:
         team.ensure_pool(pool)

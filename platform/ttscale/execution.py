@@ -14,6 +14,7 @@ source cell; `failed` when a shard gave up after its retries, `cancelled` by
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,26 +23,34 @@ from typing import Any
 
 from ttscale.errors import DataError, SpecError, TtscaleError
 from ttscale.planning import SweepPlan, dataset_key, expand_cells, plan_sweep
-from ttscale.spec import CellSpec, DatasetSpec, SweepSpec, parse_sweep
+from ttscale.spec import CellSpec, DatasetSpec, SweepSpec, parse_sweep_text
 
 logger = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"done", "failed", "cancelled"})
 
 
+def _retried(fn):
+    """`fn(engine, ...)` repeated whole while the store is unavailable (`store.retrying`,
+    docs/reliability.md): each function so marked reads, or writes idempotently, in
+    connections and transactions of its own."""
+
+    @functools.wraps(fn)
+    def wrapper(engine, *args, **kwargs):
+        from ttscale import store
+
+        return store.retrying(engine, lambda: fn(engine, *args, **kwargs), what=fn.__name__.strip("_").replace("_", " "))
+
+    return wrapper
+
+
 # ---- specs ----------------------------------------------------------------------------------
 
 
 def parse_spec_text(text: str, source: str = "spec") -> SweepSpec:
-    """Validate the YAML text of a sweep spec (as `spec.load_sweep_yaml` does for a file)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SpecError(f"{source}: not valid YAML: {first}") from None
-    return parse_sweep(data, source=source)
+    """Validate the YAML text of a sweep spec (as `spec.load_sweep_yaml` does for a file);
+    YAML loaded safely, every failure a SpecError (`spec.parse_sweep_text`)."""
+    return parse_sweep_text(text, source=source)
 
 
 def read_spec_file(path: str) -> tuple[SweepSpec, str]:
@@ -51,7 +60,7 @@ def read_spec_file(path: str) -> tuple[SweepSpec, str]:
             text = f.read()
     except FileNotFoundError:
         raise SpecError(f"{path}: no such spec file") from None
-    except (UnicodeDecodeError, IsADirectoryError) as err:
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as err:
         raise SpecError(f"{path}: cannot read spec: {type(err).__name__}") from None
     return parse_spec_text(text, source=path), text
 
@@ -129,15 +138,21 @@ def build_plan(spec: SweepSpec, settings, engine=None) -> SweepPlan:
     ids = check_sweep(spec, settings)
     done: dict[str, set[str]] = {}
     if engine is not None:
-        from ttscale import store
-
-        cells = [p for p in expand_cells(spec) if p.runs]
-        with store.connect(engine) as conn:
-            for planned in cells:
-                stored = store.done_problem_ids(conn, planned.cell_id)
-                if stored:
-                    done[planned.cell_id] = stored
+        done = _stored_problem_ids(engine, [p.cell_id for p in expand_cells(spec) if p.runs])
     return plan_sweep(spec, ids, done)
+
+
+@_retried
+def _stored_problem_ids(engine, cell_ids: list[str]) -> dict[str, set[str]]:
+    from ttscale import store
+
+    done: dict[str, set[str]] = {}
+    with store.connect(engine) as conn:
+        for cell_id in cell_ids:
+            stored = store.done_problem_ids(conn, cell_id)
+            if stored:
+                done[cell_id] = stored
+    return done
 
 
 def open_store(settings):
@@ -145,13 +160,14 @@ def open_store(settings):
     from ttscale import store
 
     engine = store.make_engine(settings.database_url)
-    store.check_reachable_and_migrated(engine)
+    store.retrying(engine, lambda: store.check_reachable_and_migrated(engine), what="connecting to the store")
     return engine
 
 
 # ---- registering ----------------------------------------------------------------------------
 
 
+@_retried
 def register_plan(
     engine,
     plan: SweepPlan,
@@ -311,9 +327,7 @@ def run_stored_shard(
     unknown = [pid for pid in problem_ids if pid not in by_id]
     if unknown:
         raise SpecError(f"problem_ids: {len(unknown)} not in dataset {cell.dataset.label}, e.g. {unknown[0]!r}")
-    with store.connect(engine) as conn:
-        status, _ = _cell_status(conn, cell.cell_id, sweep_id)
-        done = store.done_problem_ids(conn, cell.cell_id) if status is not None else set()
+    status, done = _stored_state(engine, cell.cell_id, sweep_id)
     if status == "cancelled":
         logger.info("shard skipped cell=%s: cancelled", cell.cell_id)
         return ShardReport(cell.cell_id, len(problem_ids), 0, len(problem_ids), 0.0, False, cancelled=True)
@@ -324,15 +338,18 @@ def run_stored_shard(
         return ShardReport(cell.cell_id, len(problem_ids), 0, len(problem_ids), time.perf_counter() - start, cell_done)
     runtime = load_cell_runtime(cell, settings, prepared)
     verifier_params = runtime.verifier.n_params if runtime.verifier is not None else 0
-    with store.transaction(engine) as conn:
+    fields: dict[str, Any] = {"policy_params": runtime.policy.n_params, "verifier_params": verifier_params}
+    if prefect_flow_run_id:
+        fields["prefect_flow_run_id"] = prefect_flow_run_id
+
+    def register(conn) -> None:
         store.register_cell(conn, cell, sweep_id=sweep_id, policy_params=runtime.policy.n_params, verifier_params=verifier_params)
-        fields: dict[str, Any] = {"policy_params": runtime.policy.n_params, "verifier_params": verifier_params}
-        if prefect_flow_run_id:
-            fields["prefect_flow_run_id"] = prefect_flow_run_id
         store.set_cell_status(conn, cell.cell_id, "running", **fields)
+
+    store.run_transaction(engine, register, what="registering the cell")
     outcome = run_shard(cell, todo, runtime.policy, runtime.verifier, runtime.prompts, progress=progress)
-    with store.transaction(engine) as conn:
-        report = store.write_shard(conn, outcome)
+    # All or nothing, and idempotent: a retry after a lost commit answer writes nothing twice.
+    report = store.run_transaction(engine, lambda conn: store.write_shard(conn, outcome), what="writing the shard")
     cell_done = _finish_cell_if_complete(engine, cell, len(prepared.problems), sweep_id)
     if cell_done and sweep_id is not None:
         settle_sweep(engine, sweep_id)  # served cells follow their source; the sweep is done with its last cell
@@ -351,6 +368,17 @@ def run_stored_shard(
     )
 
 
+@_retried
+def _stored_state(engine, cell_id: str, sweep_id: str | None) -> tuple[str | None, set[str]]:
+    """The cell's status (None: not registered) and the problems stored for it."""
+    from ttscale import store
+
+    with store.connect(engine) as conn:
+        status, _ = _cell_status(conn, cell_id, sweep_id)
+        return status, (store.done_problem_ids(conn, cell_id) if status is not None else set())
+
+
+@_retried
 def _finish_cell_if_complete(engine, cell: CellSpec, n_total: int, sweep_id: str | None) -> bool:
     from ttscale import store
 
@@ -363,6 +391,7 @@ def _finish_cell_if_complete(engine, cell: CellSpec, n_total: int, sweep_id: str
     return True
 
 
+@_retried
 def mark_cell_failed(engine, cell: CellSpec | Mapping | str, reason: str = "") -> None:
     """A shard of `cell` gave up after its retries: the cell is failed unless already done."""
     from ttscale import store
@@ -458,6 +487,7 @@ class ProblemCounts:
         return self._counts[key]
 
 
+@_retried
 def sweep_progress(engine, sweep_ref: str, counts: ProblemCounts | None = None) -> SweepProgress:
     """Per-cell progress of a sweep, from the store."""
     from ttscale import store
@@ -482,6 +512,7 @@ def sweep_progress(engine, sweep_ref: str, counts: ProblemCounts | None = None) 
 
 
 
+@_retried
 def settle_sweep(engine, sweep_id: str, *, final: bool = False) -> SweepProgress:
     """Bring statuses in line with the store: running cells with every problem stored are
     done, served cells take their source's status, and the sweep is done when every cell is,
@@ -529,6 +560,7 @@ def _count(values: Iterable[str]) -> dict[str, int]:
     return out
 
 
+@_retried
 def is_cancelled(engine, sweep_id: str) -> bool:
     """Whether the sweep was cancelled (checked by local runs before each shard)."""
     from ttscale import store
@@ -539,6 +571,7 @@ def is_cancelled(engine, sweep_id: str) -> bool:
     return row.height > 0 and row["status"][0] == "cancelled"
 
 
+@_retried
 def cancel_in_store(engine, sweep_id: str) -> int:
     """Mark every cell of the sweep that is not done, and the sweep, cancelled; returns the
     number of cells cancelled. Shards of cancelled cells that still start skip their work."""

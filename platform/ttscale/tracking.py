@@ -20,8 +20,12 @@ end of a sweep does. Runs are found again by their tags (`ttscale.kind`, `ttscal
   `analysis.frontier` counts them), no wall time of its own.
 
 Tracking never fails a sweep: `track_sweep` catches MLflow errors and reports the tracking
-incomplete. The store marks completeness with the sweep's `mlflow_run_id`: set only when a
-pass has logged every cell of a finished sweep, cleared when the sweep is (re)submitted.
+incomplete. Nor does it stall one: an HTTP server that does not answer the health probe is
+skipped at once, and one that dies mid-pass costs seconds of retries per request
+(`HTTP_RETRY_DEFAULTS`), not MLflow's ~4 minutes. Store reads and the marker write are
+retried while the store is unavailable (`store.retrying`). The store marks completeness with
+the sweep's `mlflow_run_id`: set only when a pass has logged every cell of a finished sweep,
+cleared when the sweep is (re)submitted.
 URLs in params and tags are logged with their password replaced by `***`.
 """
 
@@ -46,6 +50,10 @@ EXPERIMENT_PREFIX = ""
 METRIC_KEYS = {"naive": "accuracy_naive", "weighted": "accuracy_weighted", "majority": "accuracy_majority", "pass": "pass_at_n"}
 _URL_SECRET = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*):(?P<secret>[^@/\s]*)@")
 _TERMINAL_RUN_STATUS = {"done": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
+HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+"""MLflow HTTP retry settings ttscale uses unless the environment sets them: ~3-6 s of retries
+for a request to a server that went away (MLflow's own 7 retries at factor 2 take ~4 minutes,
+sized for hosted services that rate-limit; tracking is repeatable with `sync-mlflow`)."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,8 @@ def run_name(cell_row: Mapping[str, Any]) -> str:
 
 def _client(tracking_uri: str):
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    for key, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(key, value)  # read by MLflow at each request
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)
@@ -245,6 +255,39 @@ def track_sweep(engine, sweep_id: str, tracking_uri: str, *, store_url: str | No
     raise (they are not tracking's to hide)."""
     from ttscale import store
 
+    sweep, cells, verdicts, runs, candidates = store.retrying(
+        engine, lambda: _read_sweep(engine, sweep_id, artifacts), what="reading the sweep for tracking"
+    )
+    try:
+        report = _track(sweep, cells, verdicts, runs, candidates, tracking_uri, store_url, artifacts)
+    except Exception as err:  # noqa: BLE001 - tracking must not fail the sweep; the reason is kept
+        message = redact(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+        logger.warning("tracking incomplete sweep=%s uri=%s error=%s", sweep_id, redact(tracking_uri), message)
+        return TrackingReport(sweep_id, False, error=message)
+    finished = sweep["status"] in _TERMINAL_RUN_STATUS
+
+    def mark(conn) -> None:
+        fresh = store.read_cells(conn, sweep_id)
+        for row in fresh.iter_rows(named=True):
+            run_id = report.cell_run_ids.get(row["id"])
+            if run_id and row["mlflow_run_id"] != run_id:
+                store.set_cell_status(conn, row["id"], row["status"], mlflow_run_id=run_id, **_keep_times(row))
+        if finished:
+            store.set_sweep_status(conn, sweep_id, sweep["status"], mlflow_run_id=report.parent_run_id, finished_at=sweep["finished_at"])
+
+    store.run_transaction(engine, mark, what="marking the sweep tracked")
+    if not finished:
+        logger.info("tracking logged sweep=%s but it is still %s: marked incomplete", sweep_id, sweep["status"])
+        return TrackingReport(sweep_id, False, report.parent_run_id, report.cell_run_ids, f"sweep is {sweep['status']}")
+    logger.info("tracking complete sweep=%s run=%s cells=%d", sweep_id, report.parent_run_id, len(report.cell_run_ids))
+    return report
+
+
+def _read_sweep(engine, sweep_id: str, artifacts: bool) -> tuple:
+    """The sweep's row, cells, and its generating cells' verdicts, problem runs and (with
+    `artifacts`) candidates, in one connection."""
+    from ttscale import store
+
     with store.connect(engine) as conn:
         sweeps = store.read_sweeps(conn)
         match = sweeps.filter(pl.col("id") == sweep_id)
@@ -258,26 +301,7 @@ def track_sweep(engine, sweep_id: str, tracking_uri: str, *, store_url: str | No
         verdicts = store.read_verdicts(conn, gen_ids)
         runs = store.read_problem_runs(conn, gen_ids)
         candidates = store.read_candidates(conn, gen_ids) if artifacts else None
-    try:
-        report = _track(sweep, cells, verdicts, runs, candidates, tracking_uri, store_url, artifacts)
-    except Exception as err:  # noqa: BLE001 - tracking must not fail the sweep; the reason is kept
-        message = redact(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
-        logger.warning("tracking incomplete sweep=%s uri=%s error=%s", sweep_id, redact(tracking_uri), message)
-        return TrackingReport(sweep_id, False, error=message)
-    finished = sweep["status"] in _TERMINAL_RUN_STATUS
-    with store.transaction(engine) as conn:
-        fresh = store.read_cells(conn, sweep_id)
-        for row in fresh.iter_rows(named=True):
-            run_id = report.cell_run_ids.get(row["id"])
-            if run_id and row["mlflow_run_id"] != run_id:
-                store.set_cell_status(conn, row["id"], row["status"], mlflow_run_id=run_id, **_keep_times(row))
-        if finished:
-            store.set_sweep_status(conn, sweep_id, sweep["status"], mlflow_run_id=report.parent_run_id, finished_at=sweep["finished_at"])
-    if not finished:
-        logger.info("tracking logged sweep=%s but it is still %s: marked incomplete", sweep_id, sweep["status"])
-        return TrackingReport(sweep_id, False, report.parent_run_id, report.cell_run_ids, f"sweep is {sweep['status']}")
-    logger.info("tracking complete sweep=%s run=%s cells=%d", sweep_id, report.parent_run_id, len(report.cell_run_ids))
-    return report
+    return sweep, cells, verdicts, runs, candidates
 
 
 def _keep_times(row: Mapping[str, Any]) -> dict:

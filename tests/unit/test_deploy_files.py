@@ -44,6 +44,7 @@ THIRD_PARTY = {
     "MLFLOW_SERVER_ALLOWED_HOSTS": ("mlflow", "the MLflow server's Host-header allow-list (DNS-rebinding protection)"),
     "PREFECT_API_DATABASE_CONNECTION_URL": ("prefect", "the Prefect server's database (PostgreSQL)"),
     "PREFECT_UI_API_URL": ("prefect", "the API URL the Prefect UI calls from the browser"),
+    "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": ("prefect", "slot leases on disk, so a server restart keeps them (docs/reliability.md)"),
     "PREFECT_SERVER_ANALYTICS_ENABLED": ("prefect", "no usage analytics from the Prefect server"),
 }
 

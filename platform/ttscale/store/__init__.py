@@ -15,7 +15,17 @@ import importlib
 from typing import TYPE_CHECKING
 
 _EXPORTS = {
-    "engine": ("check_reachable_and_migrated", "connect", "make_engine", "redact_url", "transaction"),
+    "engine": (
+        "RetryPolicy",
+        "check_reachable_and_migrated",
+        "connect",
+        "is_transient",
+        "make_engine",
+        "redact_url",
+        "retrying",
+        "run_transaction",
+        "transaction",
+    ),
     "export": ("FORMATS", "export_sweep"),
     "migrate": ("downgrade", "head_revision", "schema_drift", "upgrade"),
     "read": (
@@ -59,7 +69,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from ttscale.store.engine import check_reachable_and_migrated, connect, make_engine, redact_url, transaction
+    from ttscale.store.engine import (
+        RetryPolicy,
+        check_reachable_and_migrated,
+        connect,
+        is_transient,
+        make_engine,
+        redact_url,
+        retrying,
+        run_transaction,
+        transaction,
+    )
     from ttscale.store.export import FORMATS, export_sweep
     from ttscale.store.migrate import downgrade, head_revision, schema_drift, upgrade
     from ttscale.store.read import (

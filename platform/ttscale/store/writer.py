@@ -8,6 +8,11 @@ inserting its `problem_runs` row with ON CONFLICT DO NOTHING ... RETURNING: only
 claimed get candidates, nodes and verdicts. A problem already stored — by an earlier attempt
 or by a concurrent writer (PostgreSQL makes the second insert wait for the first
 transaction, then skip) — is counted as skipped and nothing of it is written twice.
+
+That is what makes `store.run_transaction` safe around `write_shard`: when the server drops
+out mid-shard the transaction rolls back whole and is repeated; when it drops out during
+COMMIT the answer may be lost although the rows are stored, and the repeat then claims
+nothing (the shard reports its problems skipped) and adds nothing to the cell's totals.
 """
 
 from __future__ import annotations
