@@ -89,16 +89,6 @@ def test_generate_maps_choices_to_completions_in_index_order():
         assert body["model"] == "smollm2-135m"
 
 
-def test_greedy_with_n_above_one_sends_one_request_per_copy():
-    # vLLM refuses n > 1 with temperature 0, so the client asks for each copy separately.
-    server = Server()
-    got = policy(server).generate(["two words", "now three words"], **{**GREEDY, "n": 2})
-    assert [len(row) for row in got] == [2, 2]
-    assert [got[0][0].n_prompt_tokens, got[1][1].n_prompt_tokens] == [2, 3]
-    bodies = [b for path, b in server.requests if path == "/v1/completions"]
-    assert len(bodies) == 4 and all(b["n"] == 1 for b in bodies)
-
-
 def test_served_model_and_registered_parameter_count_are_looked_up():
     p = policy(Server())
     assert p.model == "smollm2-135m" and p.n_params == 134_515_008

@@ -30,6 +30,13 @@ def test_best_of_n_samples_n_in_one_call_per_shard():
             assert len(c.step_scores) == 4  # three steps and the answer line
 
 
+def test_greedy_asks_for_each_copy_at_n_1():
+    # vLLM refuses n > 1 with temperature 0: the copies go in as separate prompts, still one call.
+    results, ctx = run("best_of_n", MajorityParams(), 4, count=3, temperature=0.0)
+    assert [len(r.candidates) for r in results] == [4] * 3
+    assert ctx.policy.calls == [(12, 1)]
+
+
 def test_majority_without_verifier_has_no_scores():
     results, _ = run("majority", MajorityParams(), 4, verifier=False)
     assert all(c.score is None and c.step_scores == () for r in results for c in r.candidates)

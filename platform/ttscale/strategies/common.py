@@ -73,15 +73,17 @@ def generate(
     # unevenly over its survivors): a request for n = j·g samples, g the gcd of all n, goes in
     # as j copies of its prompt at n = g. vLLM runs n samples as n child requests of one prompt
     # anyway, so the copies cost nothing, and the whole shard stays in one batch instead of one
-    # call per distinct n, each waiting for its slowest sequence.
-    g = math.gcd(*(r.n for r in requests))
+    # call per distinct n, each waiting for its slowest sequence. vLLM refuses n > 1 with greedy
+    # sampling, so greedy requests go in as n copies at n = 1.
+    temperature = 0.0 if greedy else s.temperature
+    g = 1 if temperature == 0.0 else math.gcd(*(r.n for r in requests))
     owner = [i for i, r in enumerate(requests) for _ in range(r.n // g)]
     got = ctx.policy.generate(
         [prompts[i] for i in owner],
         n=g,
         stop=["\n\n"] if step else None,
         max_tokens=s.step_max_tokens if step else s.max_tokens,
-        temperature=0.0 if greedy else s.temperature,
+        temperature=temperature,
         top_p=1.0 if greedy else s.top_p,
         seed=ctx.seed,
     )
