@@ -23,7 +23,7 @@ from typing import Any
 
 from ttscale.errors import DataError, SpecError, TtscaleError
 from ttscale.planning import SweepPlan, dataset_key, expand_cells, plan_sweep
-from ttscale.spec import CellSpec, DatasetSpec, SweepSpec, parse_sweep_text
+from ttscale.spec import CellSpec, DatasetSpec, SweepSpec, parse_sweep_text, read_sweep_file
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +54,8 @@ def parse_spec_text(text: str, source: str = "spec") -> SweepSpec:
 
 
 def read_spec_file(path: str) -> tuple[SweepSpec, str]:
-    """The validated spec and its text exactly as written (the store keeps it verbatim)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such spec file") from None
-    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as err:
-        raise SpecError(f"{path}: cannot read spec: {type(err).__name__}") from None
-    return parse_spec_text(text, source=path), text
+    """The validated spec and its text exactly as written (`spec.read_sweep_file`)."""
+    return read_sweep_file(path)
 
 
 def sweep_id_of(spec: SweepSpec) -> str:

@@ -341,6 +341,11 @@ def parse_sweep_text(text: str, source: str = "spec") -> SweepSpec:
 
 def load_sweep_yaml(path: str) -> SweepSpec:
     """Read and validate a sweep spec file (YAML loaded safely)."""
+    return read_sweep_file(path)[0]
+
+
+def read_sweep_file(path: str) -> tuple[SweepSpec, str]:
+    """The validated spec of a file and its text exactly as written (the store keeps it verbatim)."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -348,4 +353,4 @@ def load_sweep_yaml(path: str) -> SweepSpec:
         raise SpecError(f"{path}: no such spec file") from None
     except (UnicodeDecodeError, IsADirectoryError, PermissionError) as err:
         raise SpecError(f"{path}: cannot read spec: {type(err).__name__}") from None
-    return parse_sweep_text(text, source=path)
+    return parse_sweep_text(text, source=path), text
