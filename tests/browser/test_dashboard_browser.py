@@ -13,8 +13,6 @@ import re
 import signal
 import socket
 import subprocess
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import pytest
 
 from tests import dashboard_store
 from tests.cli import TTSCALE
+from tests.dashboard_server import wait_until_healthy
 from ttscale import analysis, store
 
 pytestmark = pytest.mark.browser
@@ -82,18 +81,11 @@ def server(seeded, tmp_path_factory):
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"dashboard did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
+    try:
+        wait_until_healthy(base, proc, log, timeout_s=60)
+    except AssertionError:
+        proc.kill()
+        raise
     yield base
     os.killpg(proc.pid, signal.SIGTERM)
     try:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import ast
 import re
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 
 from tests.cli import TTSCALE, ttscale
+from tests.dashboard_server import wait_until_healthy
 from tests.plugins.prefect_mlflow import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,17 +35,8 @@ def listening_addresses(args: list[str], port: int, tmp_path: Path) -> set[str]:
     with log.open("wb") as out:
         proc = subprocess.Popen([TTSCALE, *args], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
         host = args[args.index("--host") + 1] if "--host" in args else "127.0.0.1"
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{host}:{port}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.3)
+        wait_until_healthy(f"http://{host}:{port}", proc, log, timeout_s=180)
         root = psutil.Process(proc.pid)
         return {
             c.laddr.ip

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -30,6 +29,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.cli import TTSCALE
+from tests.dashboard_server import wait_until_healthy
 from tests.plugins.prefect_mlflow import free_port, no_prefect_env, stop_process
 from tests.security.conftest import PASSWORD, WRONG_PASSWORD
 
@@ -108,16 +108,7 @@ def dashboard_start_line(cmds: Commands) -> tuple[str, set]:
         proc = subprocess.Popen([TTSCALE, "dashboard", "--port", str(port)], env=cmds.env, cwd=str(cmds.home),
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.3)
+        wait_until_healthy(f"http://127.0.0.1:{port}", proc, log, timeout_s=180)
         listening = {
             (c.laddr.ip, c.laddr.port)
             for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
