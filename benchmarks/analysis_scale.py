@@ -4,7 +4,7 @@
 
 Builds (once per store; reused when present) a synthetic sweep of 500 problems × 256
 candidates × 3 strategies (best_of_n, dvts, beam_search) × 5 seeds × 2 models — 3.84M
-candidates with verifier scores (`ttscale.analysis.synthetic`) — bulk-loaded straight into
+candidates with verifier scores (`benchmarks/synthetic_sweep.py`) — bulk-loaded straight into
 the store's tables (COPY on PostgreSQL, executemany on SQLite). Then, each in a fresh
 process so its peak memory is its own:
 
@@ -28,15 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
+
+import _common as c
 
 SIZES = {
     "full": {"n_problems": 500, "n": 256, "seeds": (0, 1, 2, 3, 4)},
@@ -44,12 +43,12 @@ SIZES = {
 }
 STRATEGIES = ("best_of_n", "dvts", "beam_search")
 DATASET = "synthetic-math"
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def sweep_spec(size: str):
-    from ttscale.analysis.synthetic import DEFAULT_MODELS
-    from ttscale.spec import BeamSearchParams, BestOfNParams, DatasetSpec, DVTSParams, SweepSpec
+    from synthetic_sweep import DEFAULT_MODELS
+    from ttscale.spec import DatasetSpec, SweepSpec
+    from ttscale.strategy_params import BeamSearchParams, BestOfNParams, DVTSParams
 
     cfg = SIZES[size]
     return SweepSpec(
@@ -83,7 +82,7 @@ def ensure_data(url: str, size: str) -> tuple[str, dict]:
     if have.height == n_cells and int(have["n_problems_done"].sum()) == n_cells * SIZES[size]["n_problems"]:
         return sweep_id, {"generated": False}
 
-    from ttscale.analysis.synthetic import synthetic_sweep
+    from synthetic_sweep import synthetic_sweep
 
     cfg = SIZES[size]
     t0 = time.perf_counter()
@@ -178,13 +177,13 @@ def child_report(url: str, sweep_id: str) -> dict:
 def child_read(url: str, sweep_id: str) -> dict:
     """The store reads alone (what the report spends before any analysis)."""
     from ttscale import store
-    from ttscale.cli.report import resolve_cells
+    from ttscale.results import resolve_cells
 
     engine = store.make_engine(url)
     t0 = time.perf_counter()
     with store.connect(engine) as conn:
         cells = resolve_cells(conn, sweep_id)
-        ids = cells["id"].to_list()
+        ids = cells["cell_id"].to_list()
         candidates = store.read_candidates(conn, ids)
         store.read_problem_runs(conn, ids)
     return {"read_s": time.perf_counter() - t0, "n_candidates": candidates.height,
@@ -199,13 +198,13 @@ def child_read_copy(url: str, sweep_id: str) -> dict:
     import polars as pl
 
     from ttscale import store
-    from ttscale.cli.report import resolve_cells
+    from ttscale.results import resolve_cells
     from ttscale.store.read import CANDIDATE_SCHEMA
 
     engine = store.make_engine(url)
     t0 = time.perf_counter()
     with store.connect(engine) as conn:
-        ids = resolve_cells(conn, sweep_id)["id"].to_list()
+        ids = resolve_cells(conn, sweep_id)["cell_id"].to_list()
         cur = conn.connection.dbapi_connection.cursor()
         id_list = ", ".join("'" + i.replace("'", "''") + "'" for i in ids)  # 16-hex ids from our own table
         columns = ", ".join("correct::int" if k == "correct" else k for k in CANDIDATE_SCHEMA)  # CSV writes t/f
@@ -245,11 +244,11 @@ def child_compare(url: str, sweep_id: str, repeat: int) -> dict:
 
     from ttscale import store
     from ttscale.analysis.verdicts import select_verdicts
-    from ttscale.cli.report import resolve_cells
+    from ttscale.results import resolve_cells
 
     engine = store.make_engine(url)
     with store.connect(engine) as conn:
-        ids = resolve_cells(conn, sweep_id)["id"].to_list()
+        ids = resolve_cells(conn, sweep_id)["cell_id"].to_list()
         candidates = store.read_candidates(conn, ids)
     select_verdicts(candidates)  # warm-up
     polars_s = []
@@ -299,66 +298,8 @@ def run_child(kind: str, url: str, sweep_id: str, repeat: int, size: str) -> dic
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-# ---- recording ------------------------------------------------------------------------------
-
-
-def _git_sha() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(Path(__file__).parents[1]), "rev-parse", "--short=12", "HEAD"],
-                             capture_output=True, text=True, timeout=5, check=False)  # fmt: skip
-        return out.stdout.strip() or "uncommitted"
-    except OSError:
-        return "unknown"
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GiB RAM, {platform.system()} {platform.release()}"
-
-
-def _versions(url: str) -> str:
-    import polars
-    import sqlalchemy
-
-    parts = [f"python {platform.python_version()}", f"polars {polars.__version__}", f"sqlalchemy {sqlalchemy.__version__}"]
-    if url.startswith("postgresql"):
-        import psycopg
-
-        from ttscale import store
-
-        engine = store.make_engine(url)
-        with engine.connect() as conn:
-            server = conn.exec_driver_sql("SHOW server_version").scalar()
-        parts += [f"psycopg {psycopg.__version__}", f"PostgreSQL {server}"]
-    else:
-        import sqlite3
-
-        parts.append(f"SQLite {sqlite3.sqlite_version}")
-    return ", ".join(parts)
-
-
-def record(text: str) -> None:
-    header = "# Benchmark results\n\nEvery benchmark run appends a section here (see STYLE.md, Benchmarks).\n"
-    if not RESULTS.exists():
-        RESULTS.write_text(header, encoding="utf-8")
-    with RESULTS.open("a", encoding="utf-8") as f:
-        f.write("\n" + text)
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny size for CI")
-    parser.add_argument("--db", help="store URL (default: a temporary SQLite file)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up")
-    parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    parser = c.store_benchmark_parser(__doc__, db_help="store URL (default: a temporary SQLite file)")
     parser.add_argument("--child", choices=["report", "read", "read_copy", "compare"], help=argparse.SUPPRESS)
     parser.add_argument("--sweep", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -379,11 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(out))
         return
 
-    tmp = None
-    url = args.db
-    if not url:
-        tmp = tempfile.mkdtemp(prefix="ttscale-bench-")
-        url = f"sqlite:///{tmp}/store.db"
+    url, tmp = c.store_url(args.db, "ttscale-bench-")
     print(f"store: {url.split('@')[-1]}", file=sys.stderr)
     sweep_id, built = ensure_data(url, size)
     print(f"data: {built}", file=sys.stderr)
@@ -429,10 +366,10 @@ def main(argv: list[str] | None = None) -> None:
         if copies
         else ""
     )
-    text = f"""## analysis_scale ({size}, {engine}) — {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    text = f"""## analysis_scale ({size}, {engine}) — {c.now_utc()}
 
-- machine: {_machine()}
-- git: {_git_sha()}; {_versions(url)}
+- machine: {c.machine_line(gpu=False)}
+- git: {c.git_sha()}; {c.versions_line("polars", "sqlalchemy", store_url=url)}
 - command: `{command}` (warm-up + {args.repeat} runs each, medians; each run a fresh process)
 - load average at the end (1/5/15 min): {" / ".join(f"{x:.1f}" for x in load)} — the machine was shared with other work; figures under load are upper bounds
 - data: {cfg["n_problems"]} problems × {cfg["n"]} candidates × {len(STRATEGIES)} strategies × {len(cfg["seeds"])} seeds × 2 models = {n_cands:,} candidates with scores{f"; generated in {built['generate_s']} s, bulk-loaded in {built['load_s']} s" if built.get("generated") else " (already in the store)"}
@@ -447,8 +384,7 @@ def main(argv: list[str] | None = None) -> None:
 | selection, per-row Python map (reference style, `ttscale.selection.select` per row, n, method) | {compare["python_map_s"]:.1f} s (+ {compare["python_prepare_s"]:.1f} s building the rows) |
 | ratio Python map / polars | **{compare["ratio"]:.1f}×** (results identical: {compare["mismatches"]} mismatches) |
 """
-    record(text)
-    print(f"recorded in {RESULTS}", file=sys.stderr)
+    c.record(text)
 
 
 if __name__ == "__main__":

@@ -23,21 +23,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import sys
 import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+import _common as c
+
+RESULTS = c.RESULTS
 DATASET = "bench-load"
 NODES_PER_PROBLEM = 100
 CANDIDATES_PER_PROBLEM = 4
@@ -103,7 +101,8 @@ def plan_for(n_writers: int, n_nodes: int, n_cells: int = 4, shard_problems: int
 
 
 def cell_spec(i: int):
-    from ttscale.spec import BeamSearchParams, CellSpec, DatasetSpec
+    from ttscale.spec import CellSpec, DatasetSpec
+    from ttscale.strategy_params import BeamSearchParams
 
     return CellSpec(model="bench-1b", verifier="arithmetic", strategy=BeamSearchParams(beam_width=2, n_iterations=10),
                     n=4, dataset=DatasetSpec(name="jsonl", path=DATASET), seed=i)  # fmt: skip
@@ -404,51 +403,16 @@ def figures(result: LoadResult) -> list[str]:
     ]
 
 
-def git_sha() -> str:
-    import subprocess
-
-    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
-    return (sha or "none") + (" (working tree with uncommitted changes)" if dirty else "")
-
-
-def machine(load: tuple[float, float, float]) -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.system()} {platform.release()}; {cpu}; {os.cpu_count()} CPUs, {mem:.0f} GiB RAM; load avg {', '.join(f'{x:.1f}' for x in load)} at start"
+git_sha = c.git_sha  # these two and RESULTS: also used by tests/load
+machine = c.store_machine_line
 
 
 def record(command: str, result: LoadResult, server: str, load: tuple[float, float, float]) -> None:
-    from ttscale.store.versioning import code_version
-
-    packages = ", ".join(f"{p} {version(p)}" for p in ("sqlalchemy", "psycopg", "polars"))
-    end_load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    entry = [
-        f"\n## concurrent_writers — {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n",
-        f"- command: `{command}`",
-        f"- machine: {machine(load)}; load avg {end_load} at the end",
-        f"- git: {git_sha()} (code version {code_version()}); Python {platform.python_version()}; PostgreSQL {server}",
-        f"- packages: {packages}",
+    c.append_section("concurrent_writers", [
+        *c.store_provenance_lines(command, f"{machine(load)}; load avg {c.fmt_load(c.load_avg())} at the end", server,
+                                  ("sqlalchemy", "psycopg", "polars")),
         *[f"- {line}" for line in figures(result)],
-    ]
-    with RESULTS.open("a", encoding="utf-8") as f:
-        f.write("\n".join(entry) + "\n")
-
-
-def server_version(url: str) -> str:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.exec_driver_sql("SHOW server_version").scalar_one()
-    finally:
-        engine.dispose()
+    ])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -465,14 +429,13 @@ def main(argv: list[str] | None = None) -> int:
     plan = plan_for(args.writers, nodes, args.cells, args.shard_problems)
     load = os.getloadavg()
     with migrated_database(args.db) as url:
-        server = server_version(url)
+        server = c.server_version(url)
         result = run_load(url, plan)
     for line in figures(result):
         print(line)
     if not args.no_record:
         command = "python benchmarks/concurrent_writers.py " + " ".join(a if "://" not in a else "postgresql+psycopg://…" for a in (argv if argv is not None else sys.argv[1:]))
         record(command.strip(), result, server, load)
-        print(f"recorded in {RESULTS}")
     return 0 if result.ok else 1
 
 

@@ -4,7 +4,7 @@
 
 Builds a synthetic sweep of 500 problems × 256 candidates × 4 strategies (best_of_n, dvts,
 beam_search, majority) × 2 models = 1,024,000 candidates with verifier scores
-(`ttscale.analysis.synthetic`), plus a search tree of 340 nodes per problem for one beam-search
+(`benchmarks/synthetic_sweep.py`), plus a search tree of 340 nodes per problem for one beam-search
 cell, bulk-loaded straight into the store's tables. Then, for each page, in this process:
 
 - `data path`: exactly the loaders (`dashboard/data.py`), views and chart builders the page
@@ -22,23 +22,21 @@ store: a temporary SQLite file; pass a PostgreSQL URL (an empty store) for the t
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import _common as c
+
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "dashboard"
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SIZES = {"full": {"n_problems": 500, "n": 256}, "smoke": {"n_problems": 30, "n": 16}}
 STRATEGIES = ("best_of_n", "dvts", "beam_search", "majority")
 DATASET = "synthetic-math"
@@ -52,7 +50,7 @@ def build_store(url: str, size: str) -> dict:
     import polars as pl
 
     from ttscale import store
-    from ttscale.analysis.synthetic import synthetic_sweep
+    from synthetic_sweep import synthetic_sweep
     from ttscale.spec import CellSpec, DatasetSpec, SweepSpec
     from ttscale.store import schema
     from ttscale.store.bulk import bulk_insert
@@ -182,7 +180,7 @@ def page_paths(url: str, ids: dict) -> dict[str, Callable[[], object]]:
     """Per page, a function doing what the page does between its widgets: load and shape."""
     sys.path.insert(0, str(DASHBOARD))
     import charts
-    import data
+    import loaders as data
     import polars as pl
     import views
 
@@ -191,7 +189,7 @@ def page_paths(url: str, ids: dict) -> dict[str, Callable[[], object]]:
     def sweeps():
         now = datetime.now(UTC)
         cells = data.cells(url)
-        progress = views.cell_progress(cells, data.expected_problems(cells), now)
+        progress = views.cell_progress(cells, now)
         return views.sweep_progress(data.sweeps(url), progress, data.memberships(url), now)
 
     def scope_ids() -> tuple[str, ...]:
@@ -231,8 +229,8 @@ def page_paths(url: str, ids: dict) -> dict[str, Callable[[], object]]:
 
     def audit():
         data.sweeps(url)
-        cells = data.cells(url).filter(pl.col("id").is_in(list(scope_ids())))
-        runs = data.cell_runs(url, tuple(cells["id"].to_list()))
+        cells = data.cells(url).filter(pl.col("cell_id").is_in(list(scope_ids())))
+        runs = data.cell_runs(url, tuple(cells["cell_id"].to_list()))
         return views.audit_counts(cells, runs), views.cell_timings(cells, runs)
 
     return {"sweeps": sweeps, "frontiers": frontiers, "compute_optimal": compute_optimal, "problems": problems, "audit": audit}
@@ -386,64 +384,8 @@ def measure_browser(url: str, ids: dict, repeat: int) -> dict:
 # ---- recording ------------------------------------------------------------------------------------
 
 
-def _git_sha() -> str:
-    try:
-        sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
-                             capture_output=True, text=True, timeout=5, check=False).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain"],
-                               capture_output=True, text=True, timeout=5, check=False).stdout.strip()  # fmt: skip
-        return (sha or "uncommitted") + (" (working tree with uncommitted changes)" if dirty else "")
-    except OSError:
-        return "unknown"
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GiB RAM, {platform.system()} {platform.release()}"
-
-
-def _versions(url: str) -> str:
-    import altair
-    import polars
-    import sqlalchemy
-    import streamlit
-
-    parts = [f"python {platform.python_version()}", f"streamlit {streamlit.__version__}", f"altair {altair.__version__}",
-             f"polars {polars.__version__}", f"sqlalchemy {sqlalchemy.__version__}"]  # fmt: skip
-    if url.startswith("postgresql"):
-        import psycopg
-
-        parts.append(f"psycopg {psycopg.__version__}")
-    else:
-        import sqlite3
-
-        parts.append(f"SQLite {sqlite3.sqlite_version}")
-    return ", ".join(parts)
-
-
-def record(text: str) -> None:
-    header = "# Benchmark results\n\nEvery benchmark run appends a section here (see STYLE.md, Benchmarks).\n"
-    if not RESULTS.exists():
-        RESULTS.write_text(header, encoding="utf-8")
-    with RESULTS.open("a", encoding="utf-8") as f:
-        f.write("\n" + text)
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny size for CI")
-    parser.add_argument("--db", help="store URL (default: a temporary SQLite file); must be empty")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs after one warm-up")
-    parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
-    args = parser.parse_args(argv)
+    args = c.store_benchmark_parser(__doc__, db_help="store URL (default: a temporary SQLite file); must be empty").parse_args(argv)
     size = "smoke" if args.smoke else "full"
     warnings.filterwarnings("ignore")
     import logging
@@ -453,11 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     st_logger.set_log_level("error")
     logging.getLogger("ttscale").setLevel(logging.WARNING)
 
-    tmp = None
-    url = args.db
-    if not url:
-        tmp = tempfile.mkdtemp(prefix="ttscale-bench-dash-")
-        url = f"sqlite:///{tmp}/store.db"
+    url, _ = c.store_url(args.db, "ttscale-bench-dash-")
     ids = build_store(url, size)
     print(f"data: {ids}", file=sys.stderr)
     load_before = os.getloadavg()[0]
@@ -477,10 +415,10 @@ def main(argv: list[str] | None = None) -> None:
         f"| {page} | {f['data_cold_s']:.2f} | {f['data_cached_s']:.3f} | {f['browser_cold_s']:.2f} | **{f['browser_cached_s']:.2f}** |"
         for page, f in figures.items()
     )
-    text = f"""## dashboard_load ({size}, {engine}) — {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    text = f"""## dashboard_load ({size}, {engine}) — {c.now_utc()}
 
-- machine: {_machine()}
-- git: {_git_sha()}; {_versions(url)}
+- machine: {c.machine_line(gpu=False)}
+- git: {c.git_sha()}; {c.versions_line("streamlit", "altair", "polars", "sqlalchemy", store_url=url)}
 - command: `{command}` (per page: warm-up + {args.repeat} runs cold — Streamlit caches cleared — and {args.repeat} cached; medians)
 - data: {ids["n_cells"]} cells ({len(STRATEGIES)} strategies × 2 models, N = {SIZES[size]["n"]}) × {SIZES[size]["n_problems"]} problems = {ids["n_candidates"]:,} candidates, {ids["n_nodes"]:,} tree nodes (one beam-search cell); generated in {ids["generate_s"]} s, bulk-loaded in {ids["load_s"]} s
 - load average (1 min) at start / end of the timed part: {load_before:.1f} / {load_after:.1f} (the machine is shared: cold figures rise with it)
@@ -495,8 +433,7 @@ a real `ttscale dashboard` in headless Chromium, from navigation until the page 
 element and every chart (cold: the first visit after the server started, a fresh server per run). Frontiers and compute-optimal share one cached analysis (`data.analyse`) of all
 {ids["n_candidates"]:,} candidates, so whichever is opened first pays for it.
 """
-    record(text)
-    print(f"recorded in {RESULTS}", file=sys.stderr)
+    c.record(text)
 
 
 if __name__ == "__main__":

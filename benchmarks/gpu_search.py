@@ -7,7 +7,7 @@ The comparison of benchmarks/search_throughput.py on a GPU host, with any policy
 (registered name, HF id or local folder), an optional verifier (a PRM: `rlhflow_prm`,
 `qwen_prm`; or `self`, `arithmetic`) and MATH-500 by default. Beam search and DVTS run:
 
-  (a) batched across problems, as ttscale does: `runner.run_shard` on one shard of all problems;
+  (a) batched across problems, as ttscale does: `runner.search_shard` on one shard of all problems;
   (b) one problem at a time, as the reference does (search-and-learn refuses
       search_batch_size != 1): `run_shard` with a shard of one problem, once per problem;
 
@@ -29,10 +29,14 @@ import argparse
 import sys
 import time
 
+from ttscale.backends.base import GenerationRequest
+
 VERIFIERS = ("arithmetic", "self", "rlhflow_prm", "qwen_prm")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    import _common as c
+
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Example: .venv/bin/python benchmarks/gpu_search.py --model meta-llama/Llama-3.2-1B-Instruct "
@@ -45,13 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--problems", type=int, default=32, help="problems (the first ones of the dataset; default 32)")
     parser.add_argument("--levels", default=None, help="comma-separated difficulty levels to keep, e.g. 1,2,3")
     parser.add_argument("--strategies", default="beam_search,dvts", help="comma-separated: beam_search, dvts")
-    parser.add_argument("--n", type=int, default=8, help="N (default 8)")
-    parser.add_argument("--beam-width", type=int, default=4, help="M (default 4)")
-    parser.add_argument("--n-iterations", type=int, default=40, help="search depth (default 40, the reference's)")
-    parser.add_argument("--max-tokens", type=int, default=2048)
-    parser.add_argument("--step-max-tokens", type=int, default=2048)
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--seed", type=int, default=0, help="engine seed")
+    c.add_search_arguments(parser, n_iterations=40, max_tokens=2048, step_max_tokens=2048, depth_note=", the reference's")
     parser.add_argument("--max-model-len", type=int, default=8192, help="engine context length (default 8192)")
     parser.add_argument("--gpu-memory-utilization", type=float, default=None,
                         help="policy engine's GPU share (default: 0.45 with a PRM beside it, 0.85 without)")
@@ -76,7 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def build_cells(args) -> dict:
     from pathlib import Path
 
-    from ttscale.spec import BeamSearchParams, CellSpec, DatasetSpec, DVTSParams, SamplingParams
+    from ttscale.spec import CellSpec, DatasetSpec, SamplingParams
+    from ttscale.strategy_params import BeamSearchParams, DVTSParams
 
     if args.dataset.endswith(".jsonl"):
         ds = {"name": "jsonl", "path": str(Path(args.dataset).absolute())}
@@ -104,11 +103,11 @@ def build_cells(args) -> dict:
 
 
 def load_runtime(cell, settings, args):
-    """The cell's runtime as `execution.load_cell_runtime` builds it, with the GPU engine options."""
+    """The cell's runtime as `runner.load_cell_runtime` builds it, with the GPU engine options."""
     from ttscale.backends.vllm_engine import get_policy
-    from ttscale.execution import CellRuntime
+    from ttscale.runner import CellRuntime
     from ttscale.prompting import PromptBuilder
-    from ttscale.runner import prepare_cell
+    from ttscale.planning import prepare_cell
     from ttscale.verifiers import load_verifier
 
     prepared = prepare_cell(cell, settings)
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import _common as c
 
-    from ttscale.runner import prepare_cell
+    from ttscale.planning import prepare_cell
 
     from pydantic import ValidationError
 
@@ -161,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
               "(on CPU run benchmarks/search_throughput.py)", file=sys.stderr)
         return 2
 
-    from ttscale.execution import release_policies
+    from ttscale.runner import release_policies
 
     load_start = c.load_avg()
     started = time.perf_counter()
@@ -171,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         runtime = load_runtime(first, settings, args)
         policy = runtime.policy
         startup_s = policy.startup_s
-        runtime.policy.generate([runtime.prompts.solve(p.text) for p in problems[:4]], n=args.n, stop=["\n\n"],
-                                max_tokens=16, temperature=args.temperature, top_p=1.0, seed=args.seed)  # warm-up
+        runtime.policy.generate(GenerationRequest(tuple(runtime.prompts.solve(p.text) for p in problems[:4]), n=args.n,
+                                                  max_tokens=16, temperature=args.temperature, stop=("\n\n",), seed=args.seed))  # warm-up
 
         def reset() -> None:
             policy.reset_prefix_cache()
@@ -193,18 +192,11 @@ def main(argv: list[str] | None = None) -> int:
 
         shutdown_all()
     total_s = time.perf_counter() - started
-    print("\n".join(c.COMPARISON_HEADER + rows))
-    ratios = {s: b.wall_s / a.wall_s for s, (a, b) in figures.items()}
-    for s, r in ratios.items():
-        print(f"{s}: one-at-a-time / batched wall time = {r:.2f}x")
+    ratios = c.print_comparison(rows, figures)
     if args.no_record:
         return 0
-    argv_list = argv if argv is not None else sys.argv[1:]
     lines = [
-        f"- machine: {c.machine_line()}",
-        f"- git: {c.git_sha()}; {versions}",
-        f"- command: `{c.command_line('gpu_search.py', argv_list)}` (total {total_s / 60:.1f} min)",
-        f"- load average (1/5/15 min) at start: {c.fmt_load(load_start)}; at end: {c.fmt_load(c.load_avg())}",
+        *c.provenance_lines("gpu_search.py", argv if argv is not None else sys.argv[1:], versions, total_s, load_start),
         f"- engine: dtype {dtype}, {'eager' if args.eager else 'CUDA graphs'}, prefix caching on, max_model_len "
         f"{args.max_model_len}, start {startup_s:.0f} s (not in any figure)",
         f"- work: {plan}",

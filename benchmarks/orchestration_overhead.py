@@ -1,12 +1,12 @@
-"""Orchestration overhead: one shard run directly (`runner.run_shard`) vs through `ttscale sweep run`.
+"""Orchestration overhead: one shard searched directly (`runner.search_shard`) vs through `ttscale sweep run`.
 
     .venv/bin/python benchmarks/orchestration_overhead.py [--problems 16] [--no-record]
 
 The same cell — batched beam search, N=8, M=4, the demo's n_iterations=4, step_max_tokens=64,
 max_tokens=192, `arithmetic` verifier, one shard of all problems — runs:
 
-- direct: a fresh Python process that loads the cell's runtime (`execution.load_cell_runtime`:
-  engine start) and calls `runner.run_shard`; nothing is stored or tracked;
+- direct: a fresh Python process that loads the cell's runtime (`runner.load_cell_runtime`:
+  engine start) and calls `runner.search_shard`; nothing is stored or tracked;
 - sweep: `ttscale sweep run SPEC` in a fresh process: Prefect's temporary server, the store
   (a fresh SQLite file: registering, the shard's transaction, statuses), the same
   `run_shard` inside a Prefect task, MLflow tracking (a fresh SQLite file), exit. Run twice:
@@ -72,23 +72,24 @@ retries: 0
 
 
 def direct_child(spec_path: str, out_path: str) -> None:
-    """Load the cell's runtime and run its one shard with `run_shard`; write timings as JSON."""
+    """Load the cell's runtime and search its one shard with `search_shard`; write timings as JSON."""
     entered = time.time()
     from ttscale.data import load_problems
-    from ttscale.execution import load_cell_runtime, read_spec_file, release_policies
-    from ttscale.runner import prepare_cell, run_shard
+    from ttscale.planning import prepare_cell
+    from ttscale.runner import load_cell_runtime, release_policies, search_shard
     from ttscale.settings import Settings
+    from ttscale.spec import read_sweep_file
 
     settings = Settings.from_env()
-    spec, _ = read_spec_file(spec_path)
+    spec, _ = read_sweep_file(spec_path)
     (cell,) = spec.cells()
     try:
         t0 = time.perf_counter()
         prepared = prepare_cell(cell, settings)
-        runtime = load_cell_runtime(cell, settings, prepared)
+        runtime = load_cell_runtime(prepared, settings)
         t1 = time.perf_counter()
         problems = load_problems(cell.dataset)
-        outcome = run_shard(cell, problems, runtime.policy, runtime.verifier, runtime.prompts)
+        outcome = search_shard(cell, problems, runtime)
         t2 = time.perf_counter()
     finally:
         release_policies()
@@ -203,7 +204,7 @@ def run_sweep(work: Path, spec_path: Path, label: str, prefect_home: Path | None
     db = store.make_engine(f"sqlite:///{home / 'ttscale.db'}")
     with db.connect() as conn:
         cells = store.read_cells(conn, None)
-        runs = store.read_problem_runs(conn, cells["id"].to_list())
+        runs = store.read_problem_runs(conn, cells["cell_id"].to_list())
     db.dispose()
     result = {
         "label": label,
@@ -306,11 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     (w, w_over, w_frac), (cd, c_over, c_frac) = verdicts
     direct_walls = ", ".join(f"{d['wall_s']:.0f}" for d in direct)
     lines = [
-        f"- machine: {c.machine_line()}",
-        f"- git: {c.git_sha()}; {versions}",
-        f"- command: `{c.command_line('orchestration_overhead.py', argv)}` (total {total_s / 60:.1f} min)",
-        f"- load average (1/5/15 min) at start: {c.fmt_load(load_start)}; at end: {c.fmt_load(load_end)} — shared machine "
-        "(other engineers' test runs); each row gives the 1-min load sampled every 5 s while it ran",
+        *c.provenance_lines("orchestration_overhead.py", argv, versions, total_s, load_start, load_end, c.SHARED_LOAD_NOTE),
         f"- cell: smollm2-135m, beam search N=8, M=4, n_iterations=4, step_max_tokens=64, max_tokens=192, greedy (T=0), "
         f"verifier `arithmetic`, {args.problems} `arith` problems in one shard; each run a fresh process with a fresh "
         "TTSCALE_HOME (SQLite store, MLflow SQLite), sharing only the converted model; order: direct, sweep (empty Prefect "

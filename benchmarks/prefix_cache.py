@@ -27,30 +27,25 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
+    import _common as c
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=16, help="arith problems (default 16: without the cache, "
                         "every sample recomputes its ~500-token prompt at every step)")
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--n", type=int, default=8)
-    parser.add_argument("--beam-width", type=int, default=4)
-    parser.add_argument("--n-iterations", type=int, default=4)
-    parser.add_argument("--step-max-tokens", type=int, default=64)
-    parser.add_argument("--max-tokens", type=int, default=192)
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--seed", type=int, default=0)
+    c.add_search_arguments(parser, n_iterations=4, max_tokens=192, step_max_tokens=64)
     parser.add_argument("--off-first", action="store_true", help="run the engine without prefix caching first")
     parser.add_argument("--kv-cache-gib", type=float, default=None)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
 
-    import _common as c
     from search_throughput import build_cell, warm_up
 
     from ttscale.backends.vllm_engine import get_policy, shutdown_all
     from ttscale.data import load_problems
-    from ttscale.execution import CellRuntime
+    from ttscale.runner import CellRuntime
     from ttscale.prompting import PromptBuilder
-    from ttscale.runner import prepare_cell
+    from ttscale.planning import prepare_cell
     from ttscale.verifiers import load_verifier
 
     settings = c.bench_settings(args.kv_cache_gib)
@@ -113,13 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     print(summary)
     if args.no_record:
         return 0
-    argv_list = argv if argv is not None else sys.argv[1:]
     lines = [
-        f"- machine: {c.machine_line()}",
-        f"- git: {c.git_sha()}; {versions}",
-        f"- command: `{c.command_line('prefix_cache.py', argv_list)}` (total {total_s / 60:.1f} min)",
-        f"- load average (1/5/15 min) at start: {c.fmt_load(load_start)}; at end: {c.fmt_load(load_end)} — shared "
-        "machine (other engineers' test runs); each row gives the 1-min load sampled every 5 s while it ran",
+        *c.provenance_lines("prefix_cache.py", argv if argv is not None else sys.argv[1:], versions, total_s, load_start,
+                            load_end, c.SHARED_LOAD_NOTE),
         f"- engines: {args.model}, dtype {dtype}, eager, KV cache {settings.kv_cache_gib:g} GiB, block 128 tokens (vLLM's CPU "
         f"default), seed {args.seed}; one after the other in one process ({'off' if args.off_first else 'on'} first, "
         f"the first shut down before the second started); start-up {startup[True]:.0f} s (on), {startup[False]:.0f} s (off), "

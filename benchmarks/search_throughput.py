@@ -8,7 +8,7 @@ problem of a shard into each generate call and each verifier call. This benchmar
 the bundled SmolLM2-135M with vLLM on CPU, beam search and DVTS (N=8, M=4) over the same
 `arith` problems:
 
-  (a) batched across problems, as ttscale does: `runner.run_shard` on one shard of all problems;
+  (a) batched across problems, as ttscale does: `runner.search_shard` on one shard of all problems;
   (b) one problem at a time, as the reference does: the same strategy through `run_shard`
       with a shard of one problem, once per problem;
 
@@ -32,9 +32,12 @@ import argparse
 import sys
 import time
 
+from ttscale.backends.base import GenerationRequest
+
 
 def build_cell(strategy: str, args):
-    from ttscale.spec import BeamSearchParams, CellSpec, DatasetSpec, DVTSParams, SamplingParams
+    from ttscale.spec import CellSpec, DatasetSpec, SamplingParams
+    from ttscale.strategy_params import BeamSearchParams, DVTSParams
 
     params = (BeamSearchParams if strategy == "beam_search" else DVTSParams)(
         beam_width=args.beam_width, n_iterations=args.n_iterations
@@ -59,18 +62,18 @@ def warm_up(cell, runtime) -> float:
 
     others = load_problems(cell.dataset.model_copy(update={"seed": 1, "limit": 4}))
     start = time.perf_counter()
-    runtime.policy.generate([runtime.prompts.solve(p.text) for p in others], n=cell.n, stop=["\n\n"],
-                            max_tokens=16, temperature=cell.sampling.temperature, top_p=1.0, seed=cell.seed)
+    runtime.policy.generate(GenerationRequest(tuple(runtime.prompts.solve(p.text) for p in others), n=cell.n, max_tokens=16,
+                                              temperature=cell.sampling.temperature, stop=("\n\n",), seed=cell.seed))
     return time.perf_counter() - start
 
 
 def load_runtime(cell, settings):
-    """What `execution.load_cell_runtime` builds, with the engine's stat counters on (prompt
+    """What `runner.load_cell_runtime` builds, with the engine's stat counters on (prompt
     tokens cached/computed, preemptions: cheap Prometheus counters)."""
     from ttscale.backends.vllm_engine import get_policy
-    from ttscale.execution import CellRuntime
+    from ttscale.runner import CellRuntime
     from ttscale.prompting import PromptBuilder
-    from ttscale.runner import prepare_cell
+    from ttscale.planning import prepare_cell
     from ttscale.verifiers import load_verifier
 
     prepared = prepare_cell(cell, settings)
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     import _common as c
 
     from ttscale.data import load_problems
-    from ttscale.execution import release_policies
+    from ttscale.runner import release_policies
 
     settings = c.bench_settings(args.kv_cache_gib)
     load_start = c.load_avg()

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import os
-import platform
 import pwd
 import shutil
 import socket
@@ -33,21 +31,19 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from importlib.metadata import version
 from pathlib import Path
 
+import _common as c
 import polars as pl
 import psycopg
 import sqlalchemy as sa
 
 from ttscale import store
-from ttscale.spec import BestOfNParams, CellSpec, DatasetSpec
+from ttscale.spec import CellSpec, DatasetSpec
+from ttscale.strategy_params import BestOfNParams
 from ttscale.store import schema
-from ttscale.store.versioning import code_version
 from ttscale.tree import Candidate, Node, Problem, ProblemResult, ShardOutcome
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 NODES_PER_PROBLEM = 1000
 PG_BIN = Path(os.environ.get("TTSCALE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -197,22 +193,6 @@ def time_reads(engine: sa.Engine, cell_id: str, repeats: int) -> dict[str, float
 # ---- report ------------------------------------------------------------------------------------
 
 
-def git_sha() -> str:
-    done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
-    return done.stdout.strip() or "none"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{platform.system()} {platform.release()}; {cpu}; {os.cpu_count()} CPUs; load avg {load} at start"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="node rows per write (default 1,000,000)")
@@ -222,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     rows, repeats = (20_000, 1) if args.smoke else (args.rows, args.repeats)
-    started_load = machine()
+    machine = c.store_machine_line(c.load_avg())
 
     with (contextlib.nullcontext(args.db) if args.db else throwaway_server()) as admin_url, fresh_database(admin_url) as engine:
         with engine.connect() as conn:
@@ -254,25 +234,16 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     if not args.no_record:
         command = "python benchmarks/store_write.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        record(command.strip(), rows, repeats, server, started_load, figures)
+        record(command.strip(), rows, repeats, server, machine, figures)
     return 0
 
 
-def record(command: str, rows: int, repeats: int, server: str, load: str, figures: list[str]) -> None:
-    packages = ", ".join(f"{p} {version(p)}" for p in ("sqlalchemy", "psycopg", "polars", "alembic"))
-    entry = [
-        f"\n## store_write — {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC\n",
-        f"- command: `{command}`",
-        f"- machine: {load}",
-        f"- git: {git_sha()} (code version {code_version()}); Python {platform.python_version()}; PostgreSQL {server}",
-        f"- packages: {packages}",
+def record(command: str, rows: int, repeats: int, server: str, machine: str, figures: list[str]) -> None:
+    c.append_section("store_write", [
+        *c.store_provenance_lines(command, machine, server, ("sqlalchemy", "psycopg", "polars", "alembic")),
         f"- rows: {rows:,} nodes per write; median of {repeats} after a warm-up",
         *[f"- {line}" for line in figures],
-    ]
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nAppended by each `benchmarks/<name>.py` run; compare figures only within one machine.\n")
-    with RESULTS.open("a", encoding="utf-8") as f:
-        f.write("\n".join(entry) + "\n")
+    ])
 
 
 if __name__ == "__main__":

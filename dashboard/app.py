@@ -1,17 +1,17 @@
 """The ttscale dashboard: `ttscale dashboard` (or `streamlit run dashboard/app.py`).
 
 Declares the pages and the sidebar every page shares; each page lives in `pages/<name>.py`,
-reads its widgets, loads through `data` (cached reads of `ttscale.store` and calls of
+reads its widgets, loads through `loaders` (cached reads of `ttscale.store` and calls of
 `ttscale.analysis`) and draws with `charts`. The store is read through
 `TTSCALE_DASHBOARD_DATABASE_URL` (a read-only role on a team install), else the store URL.
 """
 
 from __future__ import annotations
 
-import data
+import loaders
 import streamlit as st
 
-from ttscale.store import redact_url
+from ttscale.redaction import store_label
 
 st.set_page_config(page_title="ttscale", page_icon=":material/show_chart:", layout="wide")
 
@@ -26,8 +26,8 @@ PAGES = [
 page = st.navigation(PAGES)
 
 with st.sidebar:
-    st.caption(f"Store: `{redact_url(data.database_url())}`")
+    st.caption(f"Store: {store_label(loaders.database_url())}", help="The backend and database name; the rest of the URL is not shown")
     if st.button("Refresh", help="Reload sweeps, cells and results from the store", key="refresh"):
-        data.clear()
+        loaders.clear()
 
 page.run()

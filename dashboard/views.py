@@ -12,22 +12,23 @@ from datetime import datetime
 
 import polars as pl
 
-from ttscale.analysis.configs import budget_is_run
+from ttscale.analysis.cells import budget_is_run
 
 # ---- progress -----------------------------------------------------------------------------------
 
 
-def cell_progress(cells: pl.DataFrame, expected: pl.DataFrame, now: datetime) -> pl.DataFrame:
-    """One row per cell: its store row plus n_problems_expected, progress (0..1 or null),
-    elapsed_s (start → finish, or → now while running) and label.
+def cell_progress(cells: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """One row per cell: its store row plus n_problems_expected (the cell's `n_problems`; null
+    where unrecorded), progress (0..1 or null), elapsed_s (start → finish, or → now while
+    running) and label.
 
     A cell served by a larger cell's generations (`source_cell_id`) counts the source's
-    problems, as `ttscale sweep status` does (`execution.sweep_progress`).
+    problems, as `ttscale sweep status` does (`sweep_state.sweep_progress`).
     """
-    done = cells.select(pl.col("id").alias("source_cell_id"), pl.col("n_problems_done").alias("_source_done"))
+    done = cells.select(pl.col("cell_id").alias("source_cell_id"), pl.col("n_problems_done").alias("_source_done"))
     end = pl.when(pl.col("finished_at").is_not_null()).then(pl.col("finished_at")).otherwise(pl.lit(now))
     out = (
-        cells.join(expected, left_on="id", right_on="cell_id", how="left")
+        cells.with_columns(pl.when(pl.col("n_problems") > 0).then(pl.col("n_problems")).alias("n_problems_expected"))
         .join(done, on="source_cell_id", how="left")
         .with_columns(
             pl.when(pl.col("source_cell_id").is_not_null() & pl.col("_source_done").is_not_null())
@@ -53,7 +54,7 @@ def cell_label() -> pl.Expr:
     verifier = pl.when(pl.col("verifier").is_not_null()).then(" + " + pl.col("verifier")).otherwise(pl.lit(""))
     return pl.format(
         "{} · {}{} n={} · {} · seed {} · {}",
-        pl.col("model"), pl.col("strategy"), verifier, pl.col("n"), pl.col("dataset"), pl.col("seed"), pl.col("id"),
+        pl.col("model"), pl.col("strategy"), verifier, pl.col("n"), pl.col("dataset"), pl.col("seed"), pl.col("cell_id"),
     )  # fmt: skip
 
 
@@ -64,7 +65,7 @@ def sweep_progress(sweeps: pl.DataFrame, progress: pl.DataFrame, memberships: pl
 
     Problems are counted over the cells that generate (served cells reuse their source's),
     as `ttscale sweep status` counts them."""
-    linked = memberships.join(progress.rename({"id": "cell_id"}), on="cell_id", how="inner")
+    linked = memberships.join(progress, on="cell_id", how="inner")
     own = pl.col("source_cell_id").is_null()
     per_sweep = linked.group_by("sweep_id").agg(
         (pl.col("status") == "done").sum().cast(pl.Int64).alias("cells_done"),
@@ -76,7 +77,7 @@ def sweep_progress(sweeps: pl.DataFrame, progress: pl.DataFrame, memberships: pl
         pl.col("dataset").unique().sort().alias("datasets"),
         pl.col("strategy").unique().sort().alias("strategies"),
     )
-    out = sweeps.join(per_sweep, left_on="id", right_on="sweep_id", how="left").with_columns(
+    out = sweeps.join(per_sweep, on="sweep_id", how="left").with_columns(
         pl.col("cells_done").fill_null(0),
         pl.col("problems_done").fill_null(0),
         pl.when(pl.col("_unknown_total")).then(None).otherwise(pl.col("problems_expected")).alias("problems_expected"),
@@ -109,7 +110,7 @@ def sweep_table(sweeps: pl.DataFrame) -> pl.DataFrame:
         pl.col("models").list.join(", ").alias("models"),
         pl.col("datasets").list.join(", ").alias("datasets"),
         pl.col("strategies").list.join(", ").alias("strategies"),
-        "id",
+        "sweep_id",
     )
 
 
@@ -119,17 +120,17 @@ def cell_table(progress: pl.DataFrame) -> pl.DataFrame:
         "status", "model", "strategy", "verifier", "n", "dataset", "seed", "progress",
         pl.format("{}/{}", pl.col("n_problems_done"), pl.col("n_problems_expected").cast(pl.String).fill_null("?")).alias("problems"),
         pl.col("elapsed_s").map_elements(duration, return_dtype=pl.String).fill_null("–").alias("elapsed"),
-        "policy_flops", "code_version", "created_at", "id",
+        "policy_flops", "code_version", "created_at", "cell_id",
     )  # fmt: skip
 
 
 def cells_of(progress: pl.DataFrame, memberships: pl.DataFrame, sweep_id: str) -> pl.DataFrame:
-    return progress.filter(pl.col("id").is_in(memberships.filter(pl.col("sweep_id") == sweep_id)["cell_id"].to_list()))
+    return progress.filter(pl.col("cell_id").is_in(memberships.filter(pl.col("sweep_id") == sweep_id)["cell_id"].to_list()))
 
 
 def unswept_cells(progress: pl.DataFrame, memberships: pl.DataFrame) -> pl.DataFrame:
     """Cells that belong to no sweep (run with `ttscale run`)."""
-    return progress.filter(~pl.col("id").is_in(memberships["cell_id"].to_list()))
+    return progress.filter(~pl.col("cell_id").is_in(memberships["cell_id"].to_list()))
 
 
 def filter_sweeps(frame: pl.DataFrame, models: list[str], datasets: list[str], strategies: list[str]) -> pl.DataFrame:
@@ -166,7 +167,7 @@ def accuracy_lines(accuracy: pl.DataFrame, models: pl.DataFrame | None = None) -
     """The points a frontier chart draws: one per (model, dataset, config, method, n).
 
     From `Report.accuracy` (per configuration across seeds, with intervals), keeps only budgets
-    that stand for a real run (`configs.budget_is_run`), and where several cells give the same
+    that stand for a real run (`cells.budget_is_run`), and where several cells give the same
     n (a cell run at n, and the first n of a larger cell) prefers the cell run at n, then the
     largest. With `models` (`Report.models`), adds `flops_per_problem`. Adds `option`
     (`config:method`), as the analysis names options.
@@ -471,10 +472,10 @@ def cell_timings(cells: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
     )
     wall = (pl.col("finished_at") - pl.col("started_at")).dt.total_microseconds() / 1e6
     return (
-        cells.join(per_cell, left_on="id", right_on="cell_id", how="left")
+        cells.join(per_cell, on="cell_id", how="left")
         .with_columns(wall.alias("wall_s"))
         .select(
-            "id", "status", "model", "strategy", "n", "dataset", "seed",
+            "cell_id", "status", "model", "strategy", "n", "dataset", "seed",
             pl.col("started_at").alias("started"), pl.col("finished_at").alias("finished"),
             pl.col("wall_s").map_elements(duration, return_dtype=pl.String).fill_null("–").alias("wall time"),
             pl.col("shard_s").map_elements(duration, return_dtype=pl.String).fill_null("–").alias("shard time"),

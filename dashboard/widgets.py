@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import data
+import loaders
 import polars as pl
 import streamlit as st
 import views
+
+from ttscale.errors import TtscaleError
 
 ALL_CELLS = "__all__"
 UNSWEPT = "__unswept__"
@@ -53,16 +55,16 @@ def pick_scope(url: str, *, key: str = "scope", allow_all: bool = True) -> Scope
     """A selectbox of sweeps (newest first), the cells run outside sweeps and all cells.
 
     None (after showing the empty state) when the store holds no cell."""
-    sweeps = data.sweeps(url)
-    cells = data.cells(url)
-    members = data.memberships(url)
+    sweeps = loaders.sweeps(url)
+    cells = loaders.cells(url)
+    members = loaders.memberships(url)
     if cells.height == 0:
         st.info(NO_RESULTS)
         return None
     options: dict[str, str] = {}
     for row in sweeps.iter_rows(named=True):
-        options[row["id"]] = f"{row['name']} · {row['status']} · {row['id']}"
-    unswept = cells.filter(~pl.col("id").is_in(members["cell_id"].to_list()))
+        options[row["sweep_id"]] = f"{row['name']} · {row['status']} · {row['sweep_id']}"
+    unswept = cells.filter(~pl.col("cell_id").is_in(members["cell_id"].to_list()))
     if unswept.height:
         options[UNSWEPT] = f"cells run outside sweeps ({unswept.height})"
     if allow_all:
@@ -73,30 +75,44 @@ def pick_scope(url: str, *, key: str = "scope", allow_all: bool = True) -> Scope
     chosen = st.selectbox("Sweep", keys, index=index, format_func=options.__getitem__, key=key)
     _remember("sweep", chosen)
     if chosen == ALL_CELLS:
-        ids = cells["id"].to_list()
+        ids = cells["cell_id"].to_list()
         sweep = None
     elif chosen == UNSWEPT:
-        ids = unswept["id"].to_list()
+        ids = unswept["cell_id"].to_list()
         sweep = None
     else:
         ids = members.filter(pl.col("sweep_id") == chosen)["cell_id"].to_list()
-        sweep = sweeps.filter(pl.col("id") == chosen).row(0, named=True)
+        sweep = sweeps.filter(pl.col("sweep_id") == chosen).row(0, named=True)
     return Scope(chosen, options[chosen], tuple(sorted(ids)), sweep)
 
 
 def pick_cell(url: str, scope: Scope, *, key: str = "cell") -> dict | None:
     """A selectbox of the scope's cells that have results; returns the cell's row."""
-    cells = data.cells(url).filter(pl.col("id").is_in(list(scope.cell_ids)))
+    cells = loaders.cells(url).filter(pl.col("cell_id").is_in(list(scope.cell_ids)))
     cells = cells.filter(pl.col("n_problems_done") > 0).with_columns(views.cell_label().alias("label"))
     if cells.height == 0:
         st.info("No cell in this sweep has stored problems yet: wait for its first shard, then press **Refresh**.")
         return None
-    ids = cells["id"].to_list()
+    ids = cells["cell_id"].to_list()
     labels = dict(zip(ids, cells["label"].to_list(), strict=True))
     wanted = _param("cell")
     chosen = st.selectbox("Cell", ids, index=ids.index(wanted) if wanted in labels else 0, format_func=labels.__getitem__, key=key)
     _remember("cell", chosen)
-    return cells.filter(pl.col("id") == chosen).row(0, named=True)
+    return cells.filter(pl.col("cell_id") == chosen).row(0, named=True)
+
+
+def analysed(url: str, scope: Scope, bins: str, mode: str = "prefix", empty: str = "No candidates stored for these cells yet.") -> loaders.Analysis:
+    """The scope's analysis, or (after saying why) a stopped page: bins that cannot be built
+    from these cells, or no candidates yet."""
+    try:
+        result = loaders.analyse(url, scope.cell_ids, bins, mode)
+    except TtscaleError as err:
+        st.warning(f"{err}. Pick another kind of difficulty bins.")
+        st.stop()
+    if result is None:
+        st.info(empty)
+        st.stop()
+    return result
 
 
 def analysis_options(*, key: str) -> tuple[str, list[str], str]:

@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ttscale.spec import as_cell
+
 SHARD_ENTRYPOINT = "flows/shard.py:shard_flow"
 SHARD_FLOW_NAME = "ttscale-shard"
 SLOT_ENV = "TTSCALE_GPU_SLOT"
@@ -116,7 +118,7 @@ def deploy_shard_flow(pool: str) -> str:
 
     name = f"shard-{pool}"
     deployment = flow.from_source(source=str(source_dir()), entrypoint=SHARD_ENTRYPOINT).to_deployment(
-        name=name, work_pool_name=pool, tags=["ttscale"], description="One ttscale shard (ttscale.execution.run_stored_shard)"
+        name=name, work_pool_name=pool, tags=["ttscale"], description="One ttscale shard (ttscale.runner.run_shard)"
     )
     deployment.apply()
     return f"{SHARD_FLOW_NAME}/{name}"
@@ -141,8 +143,6 @@ def submit_shard_runs(deployment: str, shards: Sequence[dict], retries: int, swe
 
 
 def _cell_id(cell: dict) -> str:
-    from ttscale.execution import as_cell
-
     return as_cell(cell).cell_id
 
 

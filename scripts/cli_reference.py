@@ -68,8 +68,7 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    text = render()
-    if "--check" in sys.argv:
-        sys.exit(0 if OUT.read_text(encoding="utf-8") == text else 1)
-    OUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUT}")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling helper, however this file was started
+    from reference_doc import main
+
+    main(render, OUT)

@@ -2,12 +2,12 @@
 
 - `sweep store`: a real small sweep, `ttscale sweep run` with the scripted model (Best-of-N
   and beam search against the scripted verifier, two budgets, on `PROBLEMS` as a JSONL
-  dataset), plus one cell run outside sweeps with `ttscale run` — both through the real
-  entry point, into a temporary SQLite store.
+  dataset) through the real entry point, plus one cell run outside sweeps by
+  `runner.run_shard` (what a caller outside any sweep, such as the serving endpoint, does),
+  into a temporary SQLite store.
 - `models store`: two scripted policies of different size and skill (the registered
-  `scripted` model is one size only), Best-of-N run through `runner.run_shard` and stored
-  with `store.write_shard` — the code path of `ttscale run` after the model is loaded — so
-  the small-vs-large comparison has data.
+  `scripted` model is one size only), Best-of-N searched by `runner.search_shard` and stored
+  with `store.write_shard`, so the small-vs-large comparison has data.
 """
 
 from __future__ import annotations
@@ -42,8 +42,13 @@ answers a + b with a in 0..6, b in 0..2, hashed from the prompt), so accuracies 
 nor 1 and differ between cells and selection methods."""
 
 
-def loose_cell_args(dataset: Path) -> tuple[str, ...]:
-    return ("--model", "scripted", "--dataset", str(dataset), "--limit", "6", "--strategy", "majority", "--n", "4")
+def loose_cell(dataset: Path):
+    """The cell run outside sweeps: majority at n=4 on the first 6 problems."""
+    from ttscale.spec import CellSpec
+
+    return CellSpec.model_validate(
+        {"model": "scripted", "strategy": {"name": "majority"}, "n": 4, "dataset": {"name": "jsonl", "path": str(dataset), "limit": 6}}
+    )
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,13 @@ def sweep_store(root: Path) -> Seeded:
     spec = home / "spec.yaml"
     spec.write_text(spec_text, encoding="utf-8")
     _check(ttscale("sweep", "run", str(spec), env=env, cwd=str(home), timeout=300), "ttscale sweep run")
-    _check(ttscale("run", *loose_cell_args(dataset), env=env, cwd=str(home), timeout=300), "ttscale run")
+    from ttscale import runner, store
+    from ttscale.data import load_problems
+    from ttscale.settings import Settings
+
+    cell = loose_cell(dataset)
+    with store.opened(env["TTSCALE_DATABASE_URL"]) as engine:
+        runner.run_shard(engine, cell, [p.id for p in load_problems(cell.dataset)], Settings.from_env(env))
     _CACHE["sweep"] = Seeded(home, env["TTSCALE_DATABASE_URL"], env, spec_text, str(dataset))
     return _CACHE["sweep"]
 
@@ -121,8 +132,10 @@ def models_store(root: Path) -> Seeded:
     from ttscale import store
     from ttscale.backends.scripted import ScriptedPolicy
     from ttscale.data import load_problems
+    from ttscale.models import ModelInfo
+    from ttscale.planning import PreparedCell
     from ttscale.prompting import PromptBuilder
-    from ttscale.runner import run_shard
+    from ttscale.runner import CellRuntime, search_shard
     from ttscale.spec import SweepSpec
     from ttscale.verifiers.scripted import ScriptedVerifier
 
@@ -151,9 +164,11 @@ def models_store(root: Path) -> Seeded:
         policy = ScriptedPolicy(_respond(by_id, skill), model=cell.model, n_params=params)
         verifier = ScriptedVerifier()
         with store.transaction(engine) as conn:
-            store.register_cell(conn, cell, sweep_id=sweep_id, policy_params=params, verifier_params=verifier.n_params)
+            store.register_cell(conn, cell, sweep_id=sweep_id, n_problems=len(problems), policy_params=params, verifier_params=verifier.n_params)
             store.set_cell_status(conn, cell.cell_id, "running")
-        outcome = run_shard(cell, problems, policy, verifier, PromptBuilder(chat=policy.chat_prompt, format="chat"))
+        prepared = PreparedCell(cell, problems, ModelInfo(name=cell.model, source="path", n_params=params))
+        runtime = CellRuntime(prepared, policy, verifier, PromptBuilder(chat=policy.chat_prompt, format="chat"))
+        outcome = search_shard(cell, problems, runtime)
         with store.transaction(engine) as conn:
             store.write_shard(conn, outcome)
             store.set_cell_status(conn, cell.cell_id, "done")

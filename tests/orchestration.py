@@ -35,14 +35,9 @@ def small_spec(tmp_path: Path, name: str, shard_size: int = 3) -> Path:
 
 
 def migrated_store(url: str) -> str:
-    from ttscale.store import make_engine, upgrade
+    from tests.plugins.postgres import migrated
 
-    engine = make_engine(url, create_dirs=True)
-    try:
-        upgrade(engine)
-    finally:
-        engine.dispose()
-    return url
+    return migrated(url)
 
 
 def sqlite_store(tmp_path: Path, name: str = "ttscale") -> str:
@@ -69,7 +64,7 @@ def read_all(store_url: str, sweep_id: str) -> dict[str, pl.DataFrame]:
         with engine.connect() as conn:
             sweeps = store.read_sweeps(conn)
             cells = store.read_cells(conn, sweep_id)
-            ids = cells["id"].to_list()
+            ids = cells["cell_id"].to_list()
             return {
                 "sweeps": sweeps,
                 "cells": cells,
@@ -113,3 +108,18 @@ def mlflow_runs(uri: str, experiment: str) -> tuple[object, list]:
     assert len(parents) == 1, [r.data.tags for r in runs]
     nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     return parents[0], nested
+
+
+def run_spec(spec_path: Path, settings, created_by: str = "test", **flow_options) -> dict:
+    """What `ttscale sweep run` does, in this process and without printing: plan the spec against
+    the store, register it, run the sweep flow on the shards left. Returns the flow's summary."""
+    from flows.sweep import run_sweep
+    from ttscale import store, sweep_state
+    from ttscale.planning import check_sweep
+    from ttscale.spec import read_sweep_file
+
+    spec, text = read_sweep_file(str(spec_path))
+    with store.opened(settings.database_url) as engine:
+        plan = sweep_state.plan_remaining(engine, spec, check_sweep(spec, settings))
+        sweep_id = sweep_state.register_plan(engine, plan, text, created_by)
+    return run_sweep(sweep_id, sweep_state.shard_params(plan, sweep_id), spec.retries, settings, **flow_options)

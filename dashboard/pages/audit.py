@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-import data
+import loaders
 import links
 import polars as pl
 import streamlit as st
@@ -13,31 +13,33 @@ import views
 import widgets
 
 st.title("Audit")
-url = data.database_url()
+url = loaders.database_url()
 scope = widgets.pick_scope(url, key="audit_scope", allow_all=False)
 if scope is None:
     st.stop()
-settings = data.settings()
-cells = data.cells(url).filter(pl.col("id").is_in(list(scope.cell_ids)))
+settings = loaders.settings()
+cells = loaders.cells(url).filter(pl.col("cell_id").is_in(list(scope.cell_ids)))
 
 if scope.sweep is None:  # cells outside sweeps: audit one cell
     cell = widgets.pick_cell(url, scope, key="audit_cell")
     if cell is None:
         st.stop()
-    cells = cells.filter(pl.col("id") == cell["id"])
+    cells = cells.filter(pl.col("cell_id") == cell["cell_id"])
     record = cell
     kind = "cell"
+    record_id = cell["cell_id"]
 else:
     record = scope.sweep
     kind = "sweep"
+    record_id = record["sweep_id"]
 
-runs = data.cell_runs(url, tuple(cells["id"].to_list()))
+runs = loaders.cell_runs(url, tuple(cells["cell_id"].to_list()))
 
-st.subheader(f"{kind.capitalize()} `{record['id']}`")
+st.subheader(f"{kind.capitalize()} `{record_id}`")
 facts = {
     "name" if kind == "sweep" else "cell": record["name"] if kind == "sweep" else record["label"],
     "status": record["status"],
-    "spec hash": record.get("spec_hash") or f"cell id = sha256(canonical spec)[:16] = {record['id']}",
+    "spec hash": record.get("spec_hash") or f"cell id = sha256(canonical spec)[:16] = {record_id}",
     "code version": record["code_version"],
     "launched by": record.get("created_by", "–"),
     "created": str(record["created_at"]),
@@ -95,13 +97,13 @@ st.caption(
 cols = st.columns(2)
 for col, fmt in zip(cols, ("parquet", "csv"), strict=True):
     if kind == "sweep":
-        build = lambda fmt=fmt: data.export_sweep_zip(url, record["id"], fmt)  # noqa: E731
+        build = lambda fmt=fmt: loaders.export_sweep_zip(url, record_id, fmt)  # noqa: E731
     else:
-        build = lambda fmt=fmt: data.export_cell_zip(url, record["id"], fmt)  # noqa: E731
+        build = lambda fmt=fmt: loaders.export_cell_zip(url, record_id, fmt)  # noqa: E731
     col.download_button(
         f"Download {fmt}",
         data=build,
-        file_name=f"ttscale-{kind}-{record['id']}-{fmt}.zip",
+        file_name=f"ttscale-{kind}-{record_id}-{fmt}.zip",
         mime="application/zip",
         on_click="ignore",
         key=f"export_{fmt}",

@@ -5,31 +5,22 @@ the other)."""
 from __future__ import annotations
 
 import charts
-import data
+import loaders
 import polars as pl
 import streamlit as st
 import views
 import widgets
 
-from ttscale.errors import TtscaleError
 
 st.title("Compute-optimal strategy per difficulty")
-url = data.database_url()
+url = loaders.database_url()
 scope = widgets.pick_scope(url, key="optimal_scope")
 if scope is None:
     st.stop()
 left, right = st.columns(2)
 bins = left.selectbox("Difficulty bins", ["oracle", "predicted", "level"], key="optimal_bins")
 budget = right.radio("Budget", ["generations n", "FLOPs per problem"], horizontal=True, key="optimal_budget")
-try:
-    result = data.analyse(url, scope.cell_ids, bins)
-except TtscaleError as err:
-    st.warning(f"{err}. Pick another kind of difficulty bins.")
-    st.stop()
-if result is None:
-    st.info("No candidates stored for these cells yet.")
-    st.stop()
-report = result.report
+report = widgets.analysed(url, scope, bins).report
 frontier = report.frontier if budget == "generations n" else report.frontier_flops
 if frontier.height == 0:
     st.info("No budget has verdicts to compare (FLOPs need problem runs with token counts).")

@@ -4,28 +4,20 @@ intervals; by difficulty bin; the compute-optimal curve; small model with search
 from __future__ import annotations
 
 import charts
-import data
+import loaders
 import polars as pl
 import streamlit as st
 import views
 import widgets
 
-from ttscale.errors import TtscaleError
 
 st.title("Frontiers")
-url = data.database_url()
+url = loaders.database_url()
 scope = widgets.pick_scope(url, key="frontier_scope")
 if scope is None:
     st.stop()
 bins, methods, mode = widgets.analysis_options(key="frontier")
-try:
-    result = data.analyse(url, scope.cell_ids, bins, mode)
-except TtscaleError as err:
-    st.warning(f"{err}. Pick another kind of difficulty bins.")
-    st.stop()
-if result is None:
-    st.info("No candidates stored for these cells yet: the frontier appears once the first shard is written.")
-    st.stop()
+result = widgets.analysed(url, scope, bins, mode, "No candidates stored for these cells yet: the frontier appears once the first shard is written.")
 report = result.report
 
 lines = views.accuracy_lines(report.accuracy, report.models)

@@ -5,17 +5,16 @@ tree with the chosen candidate's path."""
 from __future__ import annotations
 
 import charts
-import data
+import loaders
 import polars as pl
 import streamlit as st
 import views
 import widgets
 
-from ttscale.analysis import budgets
-from ttscale.spec import PREFIX_SHAREABLE
+from ttscale.strategy_params import PARAMS_BY_NAME
 
 st.title("Problem explorer")
-url = data.database_url()
+url = loaders.database_url()
 scope = widgets.pick_scope(url, key="explorer_scope")
 if scope is None:
     st.stop()
@@ -23,7 +22,7 @@ cell = widgets.pick_cell(url, scope, key="explorer_cell")
 if cell is None:
     st.stop()
 
-problems = data.cell_problems(url, cell["id"])
+problems = loaders.cell_problems(url, cell["cell_id"])
 left, right = st.columns([1, 3])
 which = left.radio("Show", ["all", "solved by some candidate", "unsolved"], key="explorer_filter")
 if which == "solved by some candidate":
@@ -45,7 +44,7 @@ problem_id = right.selectbox(
 )
 st.query_params["problem"] = problem_id
 
-view = data.problem_view(url, cell["id"], problem_id, cell["dataset"])
+view = loaders.problem_view(url, cell["cell_id"], problem_id, cell["dataset"])
 problem = view.problem
 st.markdown(f"**Problem** `{problem_id}`" + (f" · level {problem.get('level')}" if problem.get("level") is not None else ""))
 st.text(problem.get("text") or "")
@@ -53,7 +52,7 @@ st.markdown(f"**Gold answer:** `{problem.get('answer')}`")
 
 n_max = int(view.candidates.height)
 # The first n candidates of a beam search are not a beam search at n: only its own N is shown.
-options = (budgets(n_max) if cell["strategy"] in PREFIX_SHAREABLE else [n_max]) if n_max else [1]
+options = PARAMS_BY_NAME[cell["strategy"]].judged_budgets(n_max) if n_max else [1]
 c1, c2 = st.columns(2)
 if len(options) > 1:
     n = c1.select_slider("Budget n (first n candidates)", options=options, value=options[-1], key="explorer_n")

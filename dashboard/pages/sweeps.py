@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import data
+import loaders
 import polars as pl
 import streamlit as st
 import views
 import widgets
 
 st.title("Sweeps")
-url = data.database_url()
-sweeps = data.sweeps(url)
-cells = data.cells(url)
+url = loaders.database_url()
+sweeps = loaders.sweeps(url)
+cells = loaders.cells(url)
 if sweeps.height == 0 and cells.height == 0:
     st.info(
         "No sweeps yet: run `ttscale sweep run examples/demo.yaml` (or one cell with "
@@ -21,8 +21,8 @@ if sweeps.height == 0 and cells.height == 0:
     st.stop()
 
 now = widgets.now()
-members = data.memberships(url)
-progress = views.cell_progress(cells, data.expected_problems(cells), now)
+members = loaders.memberships(url)
+progress = views.cell_progress(cells, now)
 table = views.sweep_progress(sweeps, progress, members, now)
 
 left, middle, right = st.columns(3)
@@ -59,7 +59,7 @@ else:
         },
         key="sweeps_table",
     )
-    ids = shown["id"].to_list()
+    ids = shown["sweep_id"].to_list()
     names = dict(zip(ids, shown["name"].to_list(), strict=True))
     chosen = st.selectbox("Cells of sweep", ids, format_func=lambda i: f"{names[i]} · {i}", key="sweep_cells")
     sweep_cells = views.filter_cells(views.cells_of(progress, members, chosen), models, datasets, strategies)

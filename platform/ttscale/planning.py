@@ -1,28 +1,36 @@
 """A sweep spec becomes a plan: cells, the cell whose generations serve each one, shards of
-problem ids, and an estimate of the work. Pure: problem ids and what the store already holds
-arrive as arguments (`ttscale.execution` loads them), nothing is read or written here.
+problem ids, and an estimate of the work — and every check a sweep must pass before anything
+is queued (`check_sweep`, `prepare_cell`). Planning reads datasets and the model registry but
+never the store or a model's weights: what the store already holds arrives as an argument
+(`sweep_state.plan_remaining` reads it).
 
 - Cells: `SweepSpec.cells()`, checked for duplicates (the same cell id twice is one piece of
   work listed twice: rejected, naming the field that repeats).
-- Generation sources: with `share_generations`, a majority/best_of_n/dvts cell at a smaller
-  budget n is served by the same cell at the largest budget N — its first n candidates are
-  exactly a run at n (`spec.PREFIX_SHAREABLE`). A served cell runs nothing itself; the store
-  records `source_cell_id` for it.
+- Generation sources: with `share_generations`, a cell of a strategy whose budgets share a run
+  (`StrategyParams.shares_prefix`) at a smaller budget n is served by the same cell at the
+  largest budget N — its first n candidates are exactly a run at n. A served cell runs nothing
+  itself; the store records `source_cell_id` for it.
 - Shards: the problems a running cell still needs, in dataset order, `shard_size` at a time.
   A shard is the unit of retry and of one store transaction.
-- Estimates: upper bounds of sequences sampled and tokens generated per cell, for
-  `ttscale sweep validate` (searches usually stop before their last iteration).
+- Estimates: upper bounds of sequences sampled and tokens generated per cell
+  (`StrategyParams.estimate`), for `ttscale sweep validate` (searches usually stop early).
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ttscale.errors import SpecError
-from ttscale.spec import CellSpec, DatasetSpec, SweepSpec
+from ttscale.backends import resolve_policy_model
+from ttscale.data import load_problems
+from ttscale.errors import DataError, SpecError, TtscaleError
+from ttscale.models import ModelInfo
+from ttscale.settings import Settings
+from ttscale.spec import CellSpec, DatasetSpec, SweepSpec, canonical_json
+from ttscale.strategies import strategy_names
+from ttscale.tree import Problem
+from ttscale.verifiers import VERIFIERS, verifier_names
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,7 @@ class SweepPlan:
 
 def dataset_key(dataset: DatasetSpec) -> str:
     """A dataset spec's identity (its canonical JSON): the key of `problem_ids` mappings."""
-    return json.dumps(dataset.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return canonical_json(dataset)
 
 
 def _describe(cell: CellSpec) -> str:
@@ -154,21 +162,8 @@ def make_shards(cell_id: str, problem_ids: Sequence[str], shard_size: int, done:
 
 
 def estimate_cell(cell: CellSpec, n_problems: int) -> WorkEstimate:
-    """Upper bounds per cell: N samples of at most `max_tokens` (majority, Best-of-N); N
-    expansions per iteration of at most `step_max_tokens`, each with `lookahead` extra steps,
-    the last iteration rolled out to `max_tokens` (beam search, DVTS); N chains of 1 + R
-    answers (self-refinement)."""
-    s, p = cell.sampling, cell.strategy
-    if p.name in ("beam_search", "dvts"):
-        per_iteration = cell.n * (1 + p.lookahead)
-        generations = per_iteration * p.n_iterations
-        tokens = per_iteration * (p.n_iterations - 1) * s.step_max_tokens + cell.n * s.max_tokens
-    elif p.name == "self_refine":
-        generations = cell.n * (1 + p.n_rounds)
-        tokens = generations * s.max_tokens
-    else:
-        generations = cell.n
-        tokens = cell.n * s.max_tokens
+    """Upper bounds of a cell's work: its strategy's estimate per problem (`StrategyParams.estimate`)."""
+    generations, tokens = cell.strategy.estimate(cell.n, cell.sampling)
     return WorkEstimate(n_problems, generations * n_problems, tokens * n_problems)
 
 
@@ -194,3 +189,79 @@ def plan_sweep(
             estimates[planned.cell_id] = estimate_cell(planned.cell, len(ids))
             shards += make_shards(planned.cell_id, ids, spec.shard_size, done.get(planned.cell_id, frozenset()))
     return SweepPlan(spec, tuple(cells), problem_ids, tuple(shards), estimates)
+
+
+# ---- checks: everything a sweep needs, before anything is queued ---------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedCell:
+    """A cell whose names all resolve, with its problems loaded; no model loaded yet."""
+
+    cell: CellSpec
+    problems: list[Problem]
+    model_info: ModelInfo
+
+
+def prepare_cell(cell: CellSpec, settings: Settings) -> PreparedCell:
+    """Validate every name of `cell` and load its problems; no model is loaded. Bad input fails
+    here in seconds, before anything is written. Raises TtscaleError naming the field."""
+    strategy_names()  # every strategy module registered
+    if cell.verifier is not None and cell.verifier not in verifier_names():
+        raise SpecError(VERIFIERS.unknown_message(cell.verifier, "verifier"))
+    info = resolve_policy_model(cell.model, settings)
+    return PreparedCell(cell, load_problems(cell.dataset), info)
+
+
+def _renamed(message: str, old: str, new: str) -> str:
+    return new + message[len(old) :] if message.startswith(old) else f"{new}: {message}"
+
+
+def check_sweep(spec: SweepSpec, settings: Settings) -> dict[str, list[str]]:
+    """Check everything the sweep needs before anything is queued — cells unique, every model,
+    verifier, strategy and dataset known, every dataset readable — and return each dataset's
+    problem ids (keyed by `dataset_key`). Loads no model. Raises SpecError/DataError with one
+    line per problem, each naming the spec field."""
+    errors: list[str] = []
+    try:
+        planned = expand_cells(spec)
+    except SpecError as err:
+        errors.append(str(err))
+        planned = []
+    for i, model in enumerate(spec.models):
+        try:
+            resolve_policy_model(model, settings)
+        except TtscaleError as err:
+            errors.append(_renamed(str(err), "model", f"models[{i}]"))
+    known_verifiers = verifier_names()
+    for i, verifier in enumerate(spec.verifiers):
+        if verifier is not None and verifier not in known_verifiers:
+            errors.append(VERIFIERS.unknown_message(verifier, f"verifiers[{i}]"))
+    ids: dict[str, list[str]] = {}
+    for i, dataset in enumerate(spec.datasets):
+        try:
+            ids[dataset_key(dataset)] = [p.id for p in load_problems(dataset)]
+        except TtscaleError as err:
+            msg = str(err)
+            if msg.startswith("dataset.name"):
+                errors.append(_renamed(msg, "dataset.name", f"datasets[{i}].name"))
+            elif dataset.path is not None and msg.startswith(dataset.path):
+                errors.append(f"datasets[{i}].path: {msg}")
+            else:
+                errors.append(f"datasets[{i}]: {msg}")
+    if not errors:
+        # What a shard checks first, once per distinct combination of names.
+        seen: set[tuple] = set()
+        for p in planned:
+            key = (p.cell.model, p.cell.verifier, p.cell.strategy.name, dataset_key(p.cell.dataset))
+            if key not in seen:
+                seen.add(key)
+                try:
+                    prepare_cell(p.cell, settings)
+                except TtscaleError as err:
+                    errors.append(str(err))
+    if errors:
+        unique = list(dict.fromkeys(errors))
+        error_type = DataError if all("dataset" in e for e in unique) else SpecError
+        raise error_type("\n".join(unique))
+    return ids

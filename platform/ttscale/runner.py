@@ -1,65 +1,73 @@
-"""The composition root of one shard: problems, policy and verifier in; a graded,
-accounted `ShardOutcome` out. `ttscale run` and the Prefect shard task both call `run_shard`,
-so there is one way a shard runs.
+"""The one way a shard runs: `run_shard` prepares, searches, grades, writes and settles it.
 
-`prepare_cell` checks everything a cell needs (names, dataset, budget) *before* any model
-loads, so bad input fails in seconds and writes nothing.
+`ttscale run`, `ttscale sweep run`, a team worker and the serving endpoint all reach the search
+through this module, never around it:
+
+1. `planning.prepare_cell` checks every name and loads the problems (no model yet);
+2. what the store already holds is skipped (`sweep_state.cell_state`; a cancelled cell skips all);
+3. `load_cell_runtime` loads the policy (one engine per process), the verifier and the prompts;
+4. `search_shard` runs the strategy on all problems in one batched search, grades every
+   candidate and judges the verdicts (`analysis.shard_verdicts`, the same rules as reports);
+5. the shard is written in one idempotent transaction, retried while the store is down;
+6. the cell is marked done once every problem is stored, and the sweep settled.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 
+
+from ttscale.store import Engine
+from ttscale import store, sweep_state
+from ttscale.analysis.verdicts import METHODS, shard_verdicts
+from ttscale.backends import load_policy, release_engines
 from ttscale.backends.base import Policy
-from ttscale.data import load_problems
+from ttscale.errors import SpecError
 from ttscale.grading import extract_answer, group_equivalent, is_correct, parse_gold
+from ttscale.planning import PreparedCell, prepare_cell
 from ttscale.prompting import PromptBuilder
-from ttscale.selection import METHODS, select
-from ttscale.spec import PREFIX_SHAREABLE, CellSpec
-from ttscale.strategies import load_strategy
+from ttscale.settings import Settings
+from ttscale.spec import CellSpec, as_cell
+from ttscale.strategies import run_strategy
 from ttscale.strategies.common import SearchContext
 from ttscale.tree import Problem, ProblemResult, ShardOutcome, Verdict, check_tree
-from ttscale.verifiers import Verifier, verifier_names
+from ttscale.verifiers import Verifier, load_verifier
 
 logger = logging.getLogger(__name__)
 
+Progress = Callable[[str], None]
+
 
 @dataclass(frozen=True)
-class PreparedCell:
-    cell: CellSpec
-    problems: list[Problem]
-    model_info: object
-    """`ttscale.models.ModelInfo` of the policy (prompt format, parameter count)."""
+class CellRuntime:
+    """What a cell's shards run with: the prepared cell, the policy, the verifier and prompts."""
+
+    prepared: PreparedCell
+    policy: Policy
+    verifier: Verifier | None
+    prompts: PromptBuilder
 
 
-def prepare_cell(cell: CellSpec, settings) -> PreparedCell:
-    """Validate every name and load the problems; no model is loaded. Raises TtscaleError."""
-    from ttscale.backends import resolve_policy_model
-    from ttscale.errors import SpecError
-
-    load_strategy(cell.strategy.name)
-    if cell.verifier is not None and cell.verifier not in verifier_names():
-        from ttscale.verifiers import VERIFIERS
-
-        raise SpecError(VERIFIERS.unknown_message(cell.verifier, "verifier"))
-    info = resolve_policy_model(cell.model, settings)
-    problems = load_problems(cell.dataset)
-    return PreparedCell(cell, problems, info)
+def load_cell_runtime(prepared: PreparedCell, settings: Settings) -> CellRuntime:
+    """Load the policy (one engine per process: `backends.load_policy` caches it), the verifier
+    and the prompt builder of a prepared cell."""
+    cell, info = prepared.cell, prepared.model_info
+    policy = load_policy(info, settings, seed=cell.seed)
+    verifier = load_verifier(cell.verifier, policy, settings) if cell.verifier else None
+    prompts = PromptBuilder(chat=policy.chat_prompt, format=info.prompt_format, system=info.system_prompt)
+    return CellRuntime(prepared, policy, verifier, prompts)
 
 
-def budgets_to_judge(cell: CellSpec) -> list[int]:
-    """Budgets whose verdicts a cell stores: every power of two up to N and N itself for
-    strategies whose first n candidates equal a run at n; just N for the others."""
-    if cell.strategy.name not in PREFIX_SHAREABLE:
-        return [cell.n]
-    out, n = [], 1
-    while n < cell.n:
-        out.append(n)
-        n *= 2
-    return [*out, cell.n]
+def release_policies() -> None:
+    """Stop the policy engines this process holds (`backends.release_engines`): every entry
+    point that may have loaded one calls this when its work is done."""
+    release_engines()
+
+
+# ---- the search itself: pure, on whatever policy and verifier it is given -------------------------
 
 
 def grade(problem: Problem, result: ProblemResult) -> ProblemResult:
@@ -74,75 +82,129 @@ def grade(problem: Problem, result: ProblemResult) -> ProblemResult:
     return result
 
 
-def judge(problem_id: str, result: ProblemResult, budgets: Sequence[int]) -> list[Verdict]:
-    """Verdicts of every selection method (and pass@n) on the first n candidates, per budget."""
-    verdicts = []
-    for n in budgets:
-        cands = result.candidates[:n]
-        if not cands:
-            continue
-        classes = [c.answer_class for c in cands]
-        scores = [c.score for c in cands]
-        for method in METHODS:
-            pick = cands[select(classes, scores, method)]
-            verdicts.append(Verdict(problem_id, method, n, pick.answer, bool(pick.correct)))
-        verdicts.append(Verdict(problem_id, "pass", n, None, any(c.correct for c in cands)))
-    return verdicts
-
-
-def run_shard(
-    cell: CellSpec,
-    problems: Sequence[Problem],
-    policy: Policy,
-    verifier: Verifier | None,
-    prompts: PromptBuilder,
-    progress: Callable[[str], None] | None = None,
-) -> ShardOutcome:
+def search_shard(cell: CellSpec, problems: Sequence[Problem], runtime: CellRuntime, progress: Progress | None = None) -> ShardOutcome:
     """Run the cell's strategy on `problems` (one batched search), grade and judge."""
     start = time.perf_counter()
-    strategy = load_strategy(cell.strategy.name)
     ctx = SearchContext(
-        policy=policy,
-        prompts=prompts,
+        policy=runtime.policy,
+        prompts=runtime.prompts,
         sampling=cell.sampling,
-        verifier=verifier,
+        verifier=runtime.verifier,
         aggregation=cell.aggregation,
         seed=cell.seed,
         progress=progress,
     )
     logger.info("shard start cell=%s strategy=%s n=%d problems=%d", cell.cell_id, cell.strategy.name, cell.n, len(problems))
-    results = strategy(list(problems), cell.n, cell.strategy, ctx)
-    budgets = budgets_to_judge(cell)
-    verdicts: list[Verdict] = []
+    results = run_strategy(list(problems), cell.n, cell.strategy, ctx)
     for problem, result in zip(problems, results, strict=True):
         check_tree(result)
         grade(problem, result)
-        verdicts += judge(problem.id, result, budgets)
+    verdicts = shard_verdicts(results, cell.strategy.judged_budgets(cell.n))
     elapsed = time.perf_counter() - start
-    n_unparsed = sum(c.answer is None for r in results for c in r.candidates)
-    n_fallback = sum(c.answer_method == "last_number" for r in results for c in r.candidates)
-    n_cands = sum(len(r.candidates) for r in results) or 1
-    if n_fallback / n_cands > 0.5:
-        logger.warning("answer extraction fell back to the last number for %d/%d candidates", n_fallback, n_cands)
-    acc = {
-        v.method: sum(x.correct for x in verdicts if x.method == v.method and x.n == cell.n) / len(problems)
-        for v in verdicts
-        if v.n == cell.n
-    }
+    candidates = [c for r in results for c in r.candidates]
+    n_fallback = sum(c.answer_method == "last_number" for c in candidates)
+    if candidates and n_fallback / len(candidates) > 0.5:
+        logger.warning("answer extraction fell back to the last number for %d/%d candidates", n_fallback, len(candidates))
     logger.info(
         "shard end cell=%s problems=%d unparsed=%d accuracy=%s elapsed_s=%.1f",
-        cell.cell_id,
-        len(problems),
-        n_unparsed,
-        {k: round(v, 3) for k, v in acc.items()},
-        elapsed,
-    )
+        cell.cell_id, len(problems), sum(c.answer is None for c in candidates), accuracy_at(verdicts, cell.n), elapsed,
+    )  # fmt: skip
     return ShardOutcome(
         cell_id=cell.cell_id,
         problems=list(problems),
         results=results,
         verdicts=verdicts,
-        policy_params=policy.n_params,
-        verifier_params=verifier.n_params if verifier is not None else 0,
+        policy_params=runtime.policy.n_params,
+        verifier_params=runtime.verifier.n_params if runtime.verifier is not None else 0,
         elapsed_s=elapsed,
     )
+
+
+def accuracy_at(verdicts: Sequence[Verdict], n: int) -> dict[str, float]:
+    """Mean verdict per method at budget `n` (pass: the mean pass@n estimate), rounded, in
+    the order reports show methods."""
+    by_method: dict[str, list[float]] = {}
+    for v in verdicts:
+        if v.n == n:
+            by_method.setdefault(v.method, []).append(float(v.correct))
+    return {m: round(sum(xs) / len(xs), 4) for m in METHODS if (xs := by_method.get(m))}
+
+
+# ---- a shard against the store ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShardReport:
+    """What one shard did; small and JSON-friendly (a task's return value)."""
+
+    cell_id: str
+    n_problems: int
+    """Problems asked for."""
+    n_written: int
+    n_skipped: int
+    """Already stored (by an earlier attempt or another run), or skipped as cancelled."""
+    elapsed_s: float
+    cell_done: bool
+    cancelled: bool = False
+    accuracy: dict | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_shard(
+    engine: Engine,
+    cell: CellSpec | Mapping | str,
+    problem_ids: Sequence[str],
+    settings: Settings,
+    *,
+    sweep_id: str | None = None,
+    flow_run_id: str | None = None,
+    progress: Progress | None = None,
+) -> ShardReport:
+    """Run the problems of `problem_ids` not yet stored for `cell` and store them in one
+    transaction; mark the cell done when all its problems are stored and settle its sweep.
+    Skips everything when the cell is cancelled. Registers the cell if needed, so a shard is
+    self-contained (a team worker may run it with nothing else of the sweep)."""
+    start = time.perf_counter()
+    cell = as_cell(cell)
+    prepared = prepare_cell(cell, settings)
+    by_id = {p.id: p for p in prepared.problems}
+    unknown = [pid for pid in problem_ids if pid not in by_id]
+    if unknown:
+        raise SpecError(f"problem_ids: {len(unknown)} not in dataset {cell.dataset.label}, e.g. {unknown[0]!r}")
+    state = sweep_state.cell_state(engine, cell.cell_id)
+    if state.status == "cancelled":
+        logger.info("shard skipped cell=%s: cancelled", cell.cell_id)
+        return ShardReport(cell.cell_id, len(problem_ids), 0, len(problem_ids), 0.0, False, cancelled=True)
+    todo = [by_id[pid] for pid in problem_ids if pid not in state.done]
+    if not todo:
+        logger.info("shard skipped cell=%s: all %d problems already stored", cell.cell_id, len(problem_ids))
+        cell_done = _settle(engine, cell.cell_id, sweep_id)
+        return ShardReport(cell.cell_id, len(problem_ids), 0, len(problem_ids), time.perf_counter() - start, cell_done)
+    runtime = load_cell_runtime(prepared, settings)
+    sweep_state.start_cell(
+        engine, cell, n_problems=len(prepared.problems), policy_params=runtime.policy.n_params,
+        verifier_params=runtime.verifier.n_params if runtime.verifier is not None else 0,
+        sweep_id=sweep_id, flow_run_id=flow_run_id,
+    )  # fmt: skip
+    outcome = search_shard(cell, todo, runtime, progress)
+    # All or nothing, and idempotent: a retry after a lost commit answer writes nothing twice.
+    written = store.run_transaction(engine, lambda conn: store.write_shard(conn, outcome), what="writing the shard")
+    cell_done = _settle(engine, cell.cell_id, sweep_id)
+    return ShardReport(
+        cell.cell_id,
+        len(problem_ids),
+        written.n_written_problems,
+        len(problem_ids) - written.n_written_problems,
+        time.perf_counter() - start,
+        cell_done,
+        accuracy=accuracy_at(outcome.verdicts, cell.n),
+    )
+
+
+def _settle(engine: Engine, cell_id: str, sweep_id: str | None) -> bool:
+    cell_done = sweep_state.finish_cell_if_complete(engine, cell_id)
+    if cell_done and sweep_id is not None:
+        sweep_state.settle_sweep(engine, sweep_id)  # served cells follow their source; the sweep is done with its last cell
+    return cell_done

@@ -8,7 +8,7 @@ Every variable is named `TTSCALE_*`, except the two that MLflow and Prefect defi
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 # Documented in docs/settings.md; tests/unit/test_settings_docs.py fails if a variable is missing there.
@@ -27,15 +27,27 @@ ENV_VARS = {
 
 @dataclass(frozen=True)
 class Settings:
+    """Where things are, as one typed object: the edges build it once (`from_env`) and pass it
+    down; nothing below them reads the environment for these."""
+
     home: Path
+    """The project data directory (`TTSCALE_HOME`)."""
     database_url: str
+    """The results store."""
     dashboard_database_url: str
+    """The store URL the dashboard reads through (a read-only role on a team install)."""
     model_cache: Path
     mlflow_tracking_uri: str
     prefect_api_url: str | None
+    """None: a temporary local Prefect server (local mode)."""
     vllm_server_url: str | None
+    """A shared OpenAI-compatible vLLM server for the policy; None: an engine in this process."""
     kv_cache_gib: float = 4.0
-    extra: dict = field(default_factory=dict)
+    """vLLM's KV cache on CPU, GiB."""
+
+    def with_database(self, url: str) -> Settings:
+        """These settings with another store (`--db`), which the dashboard then reads too."""
+        return replace(self, database_url=url, dashboard_database_url=url)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

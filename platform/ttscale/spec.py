@@ -13,15 +13,13 @@ import hashlib
 import itertools
 import json
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from ttscale.errors import SpecError
-
-
-class Config(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+from ttscale.strategy_params import ALL_PARAMS, STRATEGY_NAMES, Config
 
 
 Aggregation = Literal["last", "min", "prod"]
@@ -29,6 +27,11 @@ MAX_N = 4096
 """Largest budget N of a cell (`CellSpec.n`)."""
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 """Seeds are stored as BIGINT."""
+
+
+def canonical_json(model: BaseModel) -> str:
+    """The one canonical JSON of a config (sorted keys, no spaces): what ids and hashes are of."""
+    return json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 
 class SamplingParams(Config):
@@ -42,59 +45,8 @@ class SamplingParams(Config):
     """Token limit of one reasoning step in beam search / DVTS."""
 
 
-class MajorityParams(Config):
-    """Sample N solutions; the most frequent equivalent answer wins (no verifier needed)."""
-
-    name: Literal["majority"] = "majority"
-
-
-class BestOfNParams(Config):
-    """Sample N solutions, score each with the verifier, select naive/weighted/majority."""
-
-    name: Literal["best_of_n"] = "best_of_n"
-
-
-class BeamSearchParams(Config):
-    """Step-level beam search against a verifier (search-and-learn `beam_search`)."""
-
-    name: Literal["beam_search"] = "beam_search"
-    beam_width: int = Field(4, ge=1, le=256)
-    """M: beams kept per iteration are N/M, each expanded M ways (reference: 4)."""
-    n_iterations: int = Field(40, ge=1, le=200)
-    """Maximum search depth in steps; the last iteration rolls out to the end (reference: 40)."""
-    lookahead: int = Field(0, ge=0, le=10)
-    """k: extra greedy steps rolled out only to score a step (reference: 0)."""
-
-
-class DVTSParams(Config):
-    """Diverse Verifier Tree Search: N/M independent subtrees, each expanded greedily by verifier score."""
-
-    name: Literal["dvts"] = "dvts"
-    beam_width: int = Field(4, ge=1, le=256)
-    """M: continuations sampled per subtree per step; N/M subtrees (reference: 4)."""
-    n_iterations: int = Field(40, ge=1, le=200)
-    """Maximum depth in steps; the last iteration rolls out to the end (reference: 40)."""
-    lookahead: int = Field(0, ge=0, le=10)
-    """k: extra greedy steps rolled out only to score a step (reference: 0)."""
-
-
-class SelfRefineParams(Config):
-    """N independent chains; each answer is revised by the model itself for R rounds."""
-
-    name: Literal["self_refine"] = "self_refine"
-    n_rounds: int = Field(2, ge=1, le=16)
-    """R: revision rounds after the first answer (every round is kept in the tree)."""
-
-
-StrategyParams = Annotated[
-    MajorityParams | BestOfNParams | BeamSearchParams | DVTSParams | SelfRefineParams,
-    Field(discriminator="name"),
-]
-STRATEGY_NAMES = ("majority", "best_of_n", "beam_search", "dvts", "self_refine")
-NEEDS_VERIFIER = frozenset({"best_of_n", "beam_search", "dvts"})
-# Strategies whose first n candidates at budget N are exactly a run at budget n, so one
-# generation at the largest budget serves every smaller one (as the reference scores them).
-PREFIX_SHAREABLE = frozenset({"majority", "best_of_n", "dvts"})
+StrategySpec = Annotated[Union[ALL_PARAMS], Field(discriminator="name")]  # noqa: UP007 - a runtime tuple of classes
+"""Any strategy's parameters, picked by `name` (`ttscale.strategy_params`)."""
 
 
 class DatasetSpec(Config):
@@ -131,7 +83,7 @@ class CellSpec(Config):
     """Step scorer: `arithmetic`, `self`, `rlhflow_prm`, `qwen_prm`, ...; None for majority/self_refine."""
     aggregation: Aggregation = "last"
     """How step scores become one candidate score (reference: `last`)."""
-    strategy: StrategyParams
+    strategy: StrategySpec
     """The strategy and its parameters, picked by `name`."""
     n: int = Field(ge=1, le=MAX_N)
     """N: samples for Best-of-N/majority, generations per step for beam search/DVTS, chains for self_refine."""
@@ -144,17 +96,15 @@ class CellSpec(Config):
 
     @model_validator(mode="after")
     def _check_budget(self) -> CellSpec:
-        name = self.strategy.name
-        if name in ("beam_search", "dvts"):
-            m = self.strategy.beam_width
-            if self.n % m:
-                raise ValueError(f"n: must be a multiple of {name}.beam_width={m}, got {self.n}")
-        if name in NEEDS_VERIFIER and self.verifier is None:
-            raise ValueError(f"verifier: strategy {name} needs a verifier")
+        error = self.strategy.budget_error(self.n)
+        if error:
+            raise ValueError(f"n: {error}")
+        if self.strategy.needs_verifier and self.verifier is None:
+            raise ValueError(f"verifier: strategy {self.strategy.name} needs a verifier")
         return self
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return canonical_json(self)
 
     @property
     def cell_id(self) -> str:
@@ -173,7 +123,7 @@ class SweepSpec(Config):
     """Verifiers crossed with verifier-using strategies; `null` runs majority/self_refine only."""
     aggregation: Aggregation = "last"
     """How a candidate's step scores become one score: `last` (reference default), `min`, `prod`."""
-    strategies: list[StrategyParams] = Field(min_length=1)
+    strategies: list[StrategySpec] = Field(min_length=1)
     """Strategies, each an object picked by `name` with its own parameters (tables below)."""
     budgets: list[int] = Field(min_length=1)
     """Values of n (e.g. [1, 4, 16, 64, 256]), each from 1 to 4096 (`MAX_N`)."""
@@ -212,13 +162,12 @@ class SweepSpec(Config):
             raise ValueError("datasets: duplicate entries")
         for i, strat in enumerate(self.strategies):
             m = getattr(strat, "beam_width", None)
-            if m is not None:
-                bad = [n for n in self.budgets if n % m]
-                if bad:
-                    raise ValueError(
-                        f"strategies[{i}].beam_width: every budget must be a multiple of {m}, got n={bad[0]}"
-                    )
-            if strat.name in NEEDS_VERIFIER and all(v is None for v in self.verifiers):
+            bad = [n for n in self.budgets if strat.budget_error(n)]
+            if bad and m is not None and bad[0] % m:
+                raise ValueError(f"strategies[{i}].beam_width: every budget must be a multiple of {m}, got n={bad[0]}")
+            if bad:
+                raise ValueError(f"strategies[{i}]: budget {bad[0]}: {strat.budget_error(bad[0])}")
+            if strat.needs_verifier and all(v is None for v in self.verifiers):
                 raise ValueError(f"strategies[{i}]: {strat.name} needs a verifier; add one to `verifiers`")
         return self
 
@@ -228,8 +177,9 @@ class SweepSpec(Config):
         for model, strat, dataset, seed, n in itertools.product(
             self.models, self.strategies, self.datasets, self.seeds, sorted(self.budgets)
         ):
-            verifiers = [v for v in self.verifiers if v is not None] if strat.name in NEEDS_VERIFIER else [None]
-            if strat.name not in NEEDS_VERIFIER:
+            if strat.needs_verifier:
+                verifiers = [v for v in self.verifiers if v is not None]
+            else:
                 # majority/self_refine use a verifier's scores only for weighted selection if one is given
                 verifiers = list(dict.fromkeys(self.verifiers))
             for verifier in verifiers:
@@ -249,7 +199,7 @@ class SweepSpec(Config):
 
     def generation_source(self, cell: CellSpec) -> CellSpec:
         """The cell whose generations serve `cell`: itself, or the same cell at the largest budget."""
-        if not self.share_generations or cell.strategy.name not in PREFIX_SHAREABLE:
+        if not self.share_generations or not cell.strategy.shares_prefix:
             return cell
         return cell.model_copy(update={"n": max(self.budgets)})
 
@@ -302,6 +252,17 @@ def _short(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def as_cell(cell: CellSpec | Mapping | str) -> CellSpec:
+    """A CellSpec from itself, its stored canonical JSON or its `model_dump(mode="json")`
+    mapping: the one way a cell spec is read back from the store, a flow parameter or a file."""
+    if isinstance(cell, CellSpec):
+        return cell
+    try:
+        return CellSpec.model_validate_json(cell) if isinstance(cell, str) else CellSpec.model_validate(cell)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(err, prefix="cell.")) from None
+
+
 def parse_sweep(data: Any, source: str = "spec") -> SweepSpec:
     """Validate a loaded YAML/JSON mapping into a SweepSpec or raise SpecError naming the fields."""
     if not isinstance(data, dict):
@@ -337,11 +298,6 @@ def load_yaml_text(text: str, source: str = "spec") -> Any:
 def parse_sweep_text(text: str, source: str = "spec") -> SweepSpec:
     """Validate the YAML text of a sweep spec into a SweepSpec, or raise SpecError."""
     return parse_sweep(load_yaml_text(text, source), source=source)
-
-
-def load_sweep_yaml(path: str) -> SweepSpec:
-    """Read and validate a sweep spec file (YAML loaded safely)."""
-    return read_sweep_file(path)[0]
 
 
 def read_sweep_file(path: str) -> tuple[SweepSpec, str]:

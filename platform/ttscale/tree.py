@@ -149,14 +149,16 @@ SelectionMethod = Literal["naive", "weighted", "majority", "pass"]
 class Verdict:
     """The answer a selection method picks from the first `n` candidates of a problem.
 
-    `pass` is the oracle: correct if any of the first n candidates is correct (answer None).
+    `correct` is 1.0 or 0.0 for a selection method. `pass` is the oracle, with no answer: the
+    unbiased pass@n estimate from all of the problem's N candidates (Chen et al. 2021), the
+    probability that n of them drawn at random include a correct one.
     """
 
     problem_id: str
     method: SelectionMethod
     n: int
     answer: str | None
-    correct: bool
+    correct: float
 
 
 @dataclass(slots=True)

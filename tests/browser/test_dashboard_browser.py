@@ -53,8 +53,8 @@ def stored(seeded):
     engine = store.make_engine(seeded.url)
     with engine.connect() as conn:
         sweep = store.read_sweeps(conn).row(0, named=True)
-        cells = store.read_cells(conn, sweep["id"])
-        ids = cells["id"].to_list()
+        cells = store.read_cells(conn, sweep["sweep_id"])
+        ids = cells["cell_id"].to_list()
         out = {
             "sweep": sweep,
             "cells": cells,
@@ -159,13 +159,13 @@ def test_dashboard_pages_render_in_chromium(page, server, seeded, stored, tmp_pa
 
     # Sweeps: the sweep with its status, and its cells
     open_page(page, f"{server}/", "Sweeps", 0, shots, "sweeps")
-    assert selected(page, "Cells of sweep") == f"dashboard-test · {sweep['id']}"
+    assert selected(page, "Cells of sweep") == f"dashboard-test · {sweep['sweep_id']}"
     assert page.get_by_text("Cells run outside sweeps").is_visible()
-    assert page.get_by_text(re.compile(r"Store: .*mode=ro")).first.is_visible()  # the read-only connection
+    assert page.get_by_text(re.compile(r"Store: sqlite · ttscale\.db · read-only")).first.is_visible()  # the read-only connection, no path
     assert page.locator('[data-testid="stMetricValue"]').nth(2).inner_text() == str(cells.height + 1)
 
     # Frontiers: four charts; the accuracy-vs-n chart draws one dot per (option, n)
-    open_page(page, f"{server}/frontiers?sweep={sweep['id']}", "Frontiers", 4, shots, "frontiers")
+    open_page(page, f"{server}/frontiers?sweep={sweep['sweep_id']}", "Frontiers", 4, shots, "frontiers")
     dots = marks(page, 0, "symbol")
     assert dots.count() == 3 * 3 + 3 * 2  # naive/weighted/majority: best_of_n at n=1, 2, 4; beam_search at n=2, 4
     assert marks(page, 0, "line").count() == 3 * 2  # one line per strategy × selection
@@ -177,16 +177,16 @@ def test_dashboard_pages_render_in_chromium(page, server, seeded, stored, tmp_pa
     assert page.get_by_text("needs at least two models").is_visible()
 
     # Compute-optimal: the table and the gain heatmap (one rect per bin × budget)
-    open_page(page, f"{server}/compute_optimal?sweep={sweep['id']}", "Compute-optimal strategy per difficulty", 1, shots, "compute_optimal")
-    frontier = analysis.build_report(cells.rename({"id": "cell_id"}), stored["candidates"], stored["runs"]).frontier
+    open_page(page, f"{server}/compute_optimal?sweep={sweep['sweep_id']}", "Compute-optimal strategy per difficulty", 1, shots, "compute_optimal")
+    frontier = analysis.build_report(cells, stored["candidates"], stored["runs"]).frontier
     assert marks(page, 0, "rect").count() == frontier.filter(pl.col("bin") != "all").height > 0
     best = frontier.filter(pl.col("bin") == "all").sort("budget").row(-1, named=True)
     assert page.get_by_text(f"{100 * best['optimal_accuracy']:.0f}%").first.is_visible()
 
     # Problem explorer: a beam-search cell; pick another problem, then click a node of its tree
     beam = cells.filter((pl.col("strategy") == "beam_search") & (pl.col("n") == 4)).row(0, named=True)
-    problem_ids = sorted(stored["runs"].filter(pl.col("cell_id") == beam["id"])["problem_id"].to_list())
-    url = f"{server}/problems?sweep={sweep['id']}&cell={beam['id']}&problem={problem_ids[0]}"
+    problem_ids = sorted(stored["runs"].filter(pl.col("cell_id") == beam["cell_id"])["problem_id"].to_list())
+    url = f"{server}/problems?sweep={sweep['sweep_id']}&cell={beam['cell_id']}&problem={problem_ids[0]}"
     open_page(page, url, "Problem explorer", 1, shots, "problems")
     gold = stored["problems"].filter(pl.col("problem_id") == problem_ids[2])["answer"][0]
     choose(page, "Problem", problem_ids[2])
@@ -197,7 +197,7 @@ def test_dashboard_pages_render_in_chromium(page, server, seeded, stored, tmp_pa
 
     engine = store.make_engine(seeded.url)
     with engine.connect() as conn:
-        nodes = store.read_nodes(conn, beam["id"], problem_ids[2])
+        nodes = store.read_nodes(conn, beam["cell_id"], problem_ids[2])
     engine.dispose()
     points = marks(page, 0, "symbol")
     assert points.count() == nodes.height
@@ -226,7 +226,7 @@ def test_dashboard_pages_render_in_chromium(page, server, seeded, stored, tmp_pa
     assert page.locator('[data-testid="stCode"]').filter(has_text=text).count() >= 1
 
     # Audit: spec hash, spec, and the CSV export downloads every candidate of the sweep
-    open_page(page, f"{server}/audit?sweep={sweep['id']}", "Audit", 0, shots, "audit")
+    open_page(page, f"{server}/audit?sweep={sweep['sweep_id']}", "Audit", 0, shots, "audit")
     assert page.get_by_text(sweep["spec_hash"]).is_visible()
     assert page.get_by_text(sweep["code_version"]).first.is_visible()
     with page.expect_download() as download:
@@ -234,7 +234,7 @@ def test_dashboard_pages_render_in_chromium(page, server, seeded, stored, tmp_pa
     archive = zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes()))
     candidates = pl.read_csv(io.BytesIO(archive.read("candidates.csv")))
     assert candidates.height == stored["candidates"].height
-    assert json.loads(archive.read("sweep.json"))["id"] == sweep["id"]
+    assert json.loads(archive.read("sweep.json"))["sweep_id"] == sweep["sweep_id"]
     shoot(page, shots, "audit-downloaded")
     print(f"screenshots: {shots}")
 

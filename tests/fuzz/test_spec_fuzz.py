@@ -2,7 +2,7 @@
 line per problem naming the field (or the spec's source), never a traceback — and a spec that
 validates expands into its cells.
 
-Property tests (hypothesis) drive the in-process parser (`execution.parse_spec_text`, what
+Property tests (hypothesis) drive the in-process parser (`spec.parse_sweep_text`, what
 `ttscale sweep validate|run|submit` and the flows call) with: any text; any YAML-dumpable
 structure; a valid spec with one field replaced by an arbitrary value, removed, or joined by
 an unknown one; and snippets with YAML tags, anchors and merge keys. The CLI cases are in
@@ -18,9 +18,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ttscale.errors import SpecError, TtscaleError
-from ttscale.execution import parse_spec_text
 from ttscale.planning import expand_cells
-from ttscale.spec import SweepSpec, load_sweep_yaml
+from ttscale.spec import SweepSpec, parse_sweep_text, read_sweep_file
 from ttscale.store import spec_hash
 from tests.fuzz import fuzz_examples
 
@@ -45,7 +44,7 @@ def check_outcome(text: str) -> SweepSpec | None:
     """Parse `text`; on success the spec must expand and hash; on failure the error must be a
     SpecError whose every line names a field or the source."""
     try:
-        spec = parse_spec_text(text, source=SOURCE)
+        spec = parse_sweep_text(text, source=SOURCE)
     except SpecError as err:
         assert_error_lines(err)
         return None
@@ -164,7 +163,7 @@ def test_one_bad_field_is_named(path, new):
 @given(st.text(min_size=1, max_size=30).filter(lambda k: k not in SweepSpec.model_fields), VALUES)
 def test_unknown_keys_are_named(key, value):
     with pytest.raises(SpecError) as err:
-        parse_spec_text(dump({**VALID, key: value}), source=SOURCE)
+        parse_sweep_text(dump({**VALID, key: value}), source=SOURCE)
     assert_error_lines(err.value)
     assert "Extra inputs are not permitted" in str(err.value)
 
@@ -193,7 +192,7 @@ def test_python_tags_are_refused_and_never_run(tmp_path):
     marker = tmp_path / "pwned"
     text = f"name: !!python/object/apply:os.system ['touch {marker}']\n"
     with pytest.raises(SpecError) as err:
-        parse_spec_text(text, source=SOURCE)
+        parse_sweep_text(text, source=SOURCE)
     assert not marker.exists()
     message = str(err.value)
     assert "\n" not in message
@@ -215,7 +214,7 @@ def test_python_tags_are_refused_and_never_run(tmp_path):
 def test_regressions_found_by_the_fuzzer(text, expected):
     """Each of these gave a traceback (or a multi-line message) before the fixes."""
     with pytest.raises(SpecError) as err:
-        parse_spec_text(text if isinstance(text, str) else dump(text), source=SOURCE)
+        parse_sweep_text(text if isinstance(text, str) else dump(text), source=SOURCE)
     assert_error_lines(err.value)
     assert expected in str(err.value)
 
@@ -224,9 +223,9 @@ def test_spec_files_go_through_the_same_checks(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text("a: !!float nope\n", encoding="utf-8")
     with pytest.raises(SpecError, match=r"spec\.yaml: not valid YAML: ValueError"):
-        load_sweep_yaml(str(path))
+        read_sweep_file(str(path))
     path.write_bytes(b"name: \xff\xfe\n")
     with pytest.raises(SpecError, match="cannot read spec: UnicodeDecodeError"):
-        load_sweep_yaml(str(path))
+        read_sweep_file(str(path))
     with pytest.raises(SpecError, match="cannot read spec: IsADirectoryError"):
-        load_sweep_yaml(str(tmp_path))
+        read_sweep_file(str(tmp_path))

@@ -44,8 +44,8 @@ def stored(sweep_store):
         sweeps = store.read_sweeps(conn)
         sweep = sweeps.row(0, named=True)
         cells = store.read_cells(conn)
-        sweep_cells = store.read_cells(conn, sweep["id"])
-        ids = cells["id"].to_list()
+        sweep_cells = store.read_cells(conn, sweep["sweep_id"])
+        ids = cells["cell_id"].to_list()
         out = {
             "sweep": sweep,
             "cells": cells,
@@ -114,7 +114,7 @@ def test_sweeps_page_shows_status_progress_and_the_cells_outside_sweeps(monkeypa
     at = run_page(monkeypatch, sweep_store, "sweeps")
     sweep = stored["sweep"]
     table = frame_of(at, "sweeps_table")
-    row = table.filter(pl.col("id") == sweep["id"]).row(0, named=True)
+    row = table.filter(pl.col("sweep_id") == sweep["sweep_id"]).row(0, named=True)
     assert row["name"] == "dashboard-test"
     assert row["status"] == sweep["status"] == "done"
     cells = stored["sweep_cells"]
@@ -126,10 +126,10 @@ def test_sweeps_page_shows_status_progress_and_the_cells_outside_sweeps(monkeypa
     assert set(row["strategies"].split(", ")) == {"best_of_n", "beam_search"}
 
     listed = frame_of(at, "sweep_cells_table")
-    assert sorted(listed["id"].to_list()) == sorted(cells["id"].to_list())
+    assert sorted(listed["cell_id"].to_list()) == sorted(cells["cell_id"].to_list())
     loose = frame_of(at, "loose_cells_table")
-    outside = stored["cells"].filter(~pl.col("id").is_in(cells["id"].to_list()))
-    assert loose["id"].to_list() == outside["id"].to_list() and outside.height == 1
+    outside = stored["cells"].filter(~pl.col("cell_id").is_in(cells["cell_id"].to_list()))
+    assert loose["cell_id"].to_list() == outside["cell_id"].to_list() and outside.height == 1
     assert loose.row(0, named=True)["strategy"] == "majority"
     assert loose.row(0, named=True)["problems"] == "6/6"
 
@@ -157,7 +157,7 @@ def test_empty_store_explains_what_to_run(monkeypatch, empty_store, page):
 
 
 def test_frontier_chart_draws_the_stored_accuracy(monkeypatch, sweep_store, stored):
-    at = run_page(monkeypatch, sweep_store, "frontiers", {"sweep": stored["sweep"]["id"]})
+    at = run_page(monkeypatch, sweep_store, "frontiers", {"sweep": stored["sweep"]["sweep_id"]})
     charts = at.get("vega_lite_chart")
     assert len(charts) == 4  # vs n, vs FLOPs, by difficulty, compute-optimal (one model: no comparison)
     lines = chart_frames(at, 0)[0]
@@ -167,7 +167,7 @@ def test_frontier_chart_draws_the_stored_accuracy(monkeypatch, sweep_store, stor
         for method in ("weighted", "naive", "majority"):
             for cell in cells.filter((pl.col("strategy") == strategy) & pl.col("source_cell_id").is_null()).iter_rows(named=True):
                 v = stored["verdicts"].filter(
-                    (pl.col("cell_id") == cell["id"]) & (pl.col("method") == method) & (pl.col("n") == cell["n"])
+                    (pl.col("cell_id") == cell["cell_id"]) & (pl.col("method") == method) & (pl.col("n") == cell["n"])
                 )
                 drawn = lines.filter(
                     (pl.col("config") == strategy) & (pl.col("method") == method) & (pl.col("n") == cell["n"])
@@ -181,7 +181,7 @@ def test_frontier_chart_draws_the_stored_accuracy(monkeypatch, sweep_store, stor
 
     flops = chart_frames(at, 1)[0]
     runs = stored["runs"]
-    bon = cells.filter((pl.col("strategy") == "best_of_n") & (pl.col("n") == 4))["id"][0]
+    bon = cells.filter((pl.col("strategy") == "best_of_n") & (pl.col("n") == 4))["cell_id"][0]
     per_problem = runs.filter(pl.col("cell_id") == bon).select((pl.col("policy_flops") + pl.col("verifier_flops")).mean()).item()
     at4 = flops.filter((pl.col("config") == "best_of_n") & (pl.col("n") == 4))
     assert at4["flops_per_problem"].to_list() == pytest.approx([per_problem] * at4.height)
@@ -193,14 +193,14 @@ def test_frontier_chart_draws_the_stored_accuracy(monkeypatch, sweep_store, stor
 
 
 def test_frontier_methods_widget_filters_lines(monkeypatch, sweep_store, stored):
-    at = run_page(monkeypatch, sweep_store, "frontiers", {"sweep": stored["sweep"]["id"]})
+    at = run_page(monkeypatch, sweep_store, "frontiers", {"sweep": stored["sweep"]["sweep_id"]})
     widget(at, "multiselect", "frontier_methods").unselect("naive").unselect("majority").run()
     assert not at.exception
     assert set(chart_frames(at, 0)[0]["method"].to_list()) == {"weighted"}
 
 
 def test_bootstrap_subsets_give_every_point_an_interval(monkeypatch, sweep_store, stored):
-    at = run_page(monkeypatch, sweep_store, "frontiers", {"sweep": stored["sweep"]["id"]})
+    at = run_page(monkeypatch, sweep_store, "frontiers", {"sweep": stored["sweep"]["sweep_id"]})
     prefix = chart_frames(at, 0)[0]
     assert prefix["ci_low"].null_count() == prefix.height  # one seed, first-n subsets: no interval
     widget(at, "selectbox", "frontier_mode").select("bootstrap").run()
@@ -212,13 +212,13 @@ def test_bootstrap_subsets_give_every_point_an_interval(monkeypatch, sweep_store
 
 
 def test_difficulty_facet_uses_the_levels_when_asked(monkeypatch, sweep_store, stored):
-    at = run_page(monkeypatch, sweep_store, "frontiers", {"sweep": stored["sweep"]["id"]})
+    at = run_page(monkeypatch, sweep_store, "frontiers", {"sweep": stored["sweep"]["sweep_id"]})
     widget(at, "selectbox", "frontier_bins").select("level").run()
     assert not at.exception
     by_bin = chart_frames(at, 2)[0]
     problems = stored["problems"].filter(pl.col("problem_id").is_in(stored["runs"]["problem_id"].to_list()))
     levels = problems.filter(pl.col("problem_id").is_in(
-        stored["runs"].filter(pl.col("cell_id").is_in(stored["sweep_cells"]["id"].to_list()))["problem_id"].to_list()
+        stored["runs"].filter(pl.col("cell_id").is_in(stored["sweep_cells"]["cell_id"].to_list()))["problem_id"].to_list()
     ))  # fmt: skip
     assert sorted(set(by_bin["bin"].to_list())) == sorted(set(levels["level"].to_list()))
     counts = levels.group_by("level").len()
@@ -230,7 +230,7 @@ def test_model_comparison_marks_the_crossover(monkeypatch, models_store):
     at = run_page(monkeypatch, models_store, "frontiers")
     engine = store.make_engine(models_store.url)
     with engine.connect() as conn:
-        cells = store.read_cells(conn).rename({"id": "cell_id"})
+        cells = store.read_cells(conn)
         ids = cells["cell_id"].to_list()
         report = analysis.build_report(cells, store.read_candidates(conn, ids), store.read_problem_runs(conn, ids))
     engine.dispose()
@@ -263,9 +263,9 @@ def test_model_comparison_marks_the_crossover(monkeypatch, models_store):
 
 
 def test_compute_optimal_table_is_the_analysis_per_bin_and_budget(monkeypatch, sweep_store, stored):
-    at = run_page(monkeypatch, sweep_store, "compute_optimal", {"sweep": stored["sweep"]["id"]})
+    at = run_page(monkeypatch, sweep_store, "compute_optimal", {"sweep": stored["sweep"]["sweep_id"]})
     table = frame_of(at, "optimal_table")
-    cells = stored["sweep_cells"].rename({"id": "cell_id"})
+    cells = stored["sweep_cells"]
     ids = cells["cell_id"].to_list()
     candidates = stored["candidates"].filter(pl.col("cell_id").is_in(ids))
     runs = stored["runs"].filter(pl.col("cell_id").is_in(ids))
@@ -293,9 +293,9 @@ def _beam_cell(stored) -> dict:
 
 def test_explorer_lists_exactly_the_stored_candidates_and_the_gold_answer(monkeypatch, sweep_store, stored):
     cell = _beam_cell(stored)
-    problem_id = stored["runs"].filter(pl.col("cell_id") == cell["id"])["problem_id"].sort()[3]
-    at = run_page(monkeypatch, sweep_store, "problems", {"sweep": stored["sweep"]["id"], "cell": cell["id"], "problem": problem_id})
-    want = stored["candidates"].filter((pl.col("cell_id") == cell["id"]) & (pl.col("problem_id") == problem_id)).sort("idx")
+    problem_id = stored["runs"].filter(pl.col("cell_id") == cell["cell_id"])["problem_id"].sort()[3]
+    at = run_page(monkeypatch, sweep_store, "problems", {"sweep": stored["sweep"]["sweep_id"], "cell": cell["cell_id"], "problem": problem_id})
+    want = stored["candidates"].filter((pl.col("cell_id") == cell["cell_id"]) & (pl.col("problem_id") == problem_id)).sort("idx")
     got = frame_of(at, "candidates_table")
     assert got["idx"].to_list() == want["idx"].to_list()
     assert got["answer"].to_list() == want["answer"].to_list()
@@ -308,7 +308,7 @@ def test_explorer_lists_exactly_the_stored_candidates_and_the_gold_answer(monkey
 
     # the stored verdict of each method at n = N names the candidate the table marks as chosen
     verdicts = stored["verdicts"].filter(
-        (pl.col("cell_id") == cell["id"]) & (pl.col("problem_id") == problem_id) & (pl.col("n") == cell["n"])
+        (pl.col("cell_id") == cell["cell_id"]) & (pl.col("problem_id") == problem_id) & (pl.col("n") == cell["n"])
     )
     for method in ("naive", "weighted", "majority"):
         answer = verdicts.filter(pl.col("method") == method)["answer"][0]
@@ -322,12 +322,12 @@ def test_explorer_lists_exactly_the_stored_candidates_and_the_gold_answer(monkey
 
 def test_explorer_draws_the_search_tree_with_the_selected_path(monkeypatch, sweep_store, stored):
     cell = _beam_cell(stored)
-    problem_id = stored["runs"].filter(pl.col("cell_id") == cell["id"])["problem_id"].sort()[0]
-    at = run_page(monkeypatch, sweep_store, "problems", {"sweep": stored["sweep"]["id"], "cell": cell["id"], "problem": problem_id})
+    problem_id = stored["runs"].filter(pl.col("cell_id") == cell["cell_id"])["problem_id"].sort()[0]
+    at = run_page(monkeypatch, sweep_store, "problems", {"sweep": stored["sweep"]["sweep_id"], "cell": cell["cell_id"], "problem": problem_id})
     widget(at, "selectbox", "explorer_method").select("weighted").run()
     engine = store.make_engine(sweep_store.url)
     with engine.connect() as conn:
-        nodes = store.read_nodes(conn, cell["id"], problem_id)
+        nodes = store.read_nodes(conn, cell["cell_id"], problem_id)
     engine.dispose()
     frames = chart_frames(at, 0)
     points = next(f for f in frames if "node_id" in f.columns)
@@ -340,9 +340,9 @@ def test_explorer_draws_the_search_tree_with_the_selected_path(monkeypatch, swee
         assert score == pytest.approx(want_scores[node_id])
     # the highlighted path runs root → leaf of the candidate weighted selection picks at n = N
     verdict = stored["verdicts"].filter(
-        (pl.col("cell_id") == cell["id"]) & (pl.col("problem_id") == problem_id) & (pl.col("method") == "weighted") & (pl.col("n") == cell["n"])
+        (pl.col("cell_id") == cell["cell_id"]) & (pl.col("problem_id") == problem_id) & (pl.col("method") == "weighted") & (pl.col("n") == cell["n"])
     )
-    cands = stored["candidates"].filter((pl.col("cell_id") == cell["id"]) & (pl.col("problem_id") == problem_id))
+    cands = stored["candidates"].filter((pl.col("cell_id") == cell["cell_id"]) & (pl.col("problem_id") == problem_id))
     leaf = cands.filter(pl.col("answer") == verdict["answer"][0]).sort("idx")["leaf_node"]
     path = points.filter(pl.col("on_path")).sort("depth")["node_id"].to_list()
     assert path[-1] in leaf.to_list()
@@ -356,11 +356,11 @@ def test_explorer_draws_the_search_tree_with_the_selected_path(monkeypatch, swee
 
 def test_explorer_unsolved_filter_lists_only_problems_no_candidate_solved(monkeypatch, sweep_store, stored):
     cell = _beam_cell(stored)
-    at = run_page(monkeypatch, sweep_store, "problems", {"sweep": stored["sweep"]["id"], "cell": cell["id"]})
+    at = run_page(monkeypatch, sweep_store, "problems", {"sweep": stored["sweep"]["sweep_id"], "cell": cell["cell_id"]})
     widget(at, "radio", "explorer_filter").set_value("unsolved").run()
     assert not at.exception
     solved = (
-        stored["candidates"].filter(pl.col("cell_id") == cell["id"]).group_by("problem_id").agg(pl.col("correct").any())
+        stored["candidates"].filter(pl.col("cell_id") == cell["cell_id"]).group_by("problem_id").agg(pl.col("correct").any())
     )
     unsolved = sorted(solved.filter(~pl.col("correct"))["problem_id"].to_list())
     assert unsolved, "the seeded beam search leaves some problem unsolved"
@@ -373,14 +373,14 @@ def test_explorer_unsolved_filter_lists_only_problems_no_candidate_solved(monkey
 
 
 def test_audit_shows_spec_hash_version_counts_and_links(monkeypatch, sweep_store, stored):
-    at = run_page(monkeypatch, sweep_store, "audit", {"sweep": stored["sweep"]["id"]})
+    at = run_page(monkeypatch, sweep_store, "audit", {"sweep": stored["sweep"]["sweep_id"]})
     sweep = stored["sweep"]
     facts = dict(pl.from_pandas(at.table[0].value).select("field", "value").iter_rows())
     assert facts["spec hash"] == sweep["spec_hash"]
     assert facts["code version"] == sweep["code_version"]
     assert facts["status"] == "done" and facts["name"] == "dashboard-test"
     assert sweep_store.spec_text.strip() in [c.value.strip() for c in at.code]
-    runs = stored["runs"].filter(pl.col("cell_id").is_in(stored["sweep_cells"]["id"].to_list()))
+    runs = stored["runs"].filter(pl.col("cell_id").is_in(stored["sweep_cells"]["cell_id"].to_list()))
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Candidates"] == f"{runs['n_candidates'].sum():,}"
     assert metrics["Problems done"] == f"{runs.height:,}"
@@ -400,16 +400,16 @@ def test_audit_export_holds_every_stored_candidate(sweep_store, stored):
     import sys
 
     sys.path.insert(0, str(APP.parent))
-    import data
+    import loaders as data
 
-    archive = zipfile.ZipFile(io.BytesIO(data.export_sweep_zip(sweep_store.url, stored["sweep"]["id"], "parquet")))
+    archive = zipfile.ZipFile(io.BytesIO(data.export_sweep_zip(sweep_store.url, stored["sweep"]["sweep_id"], "parquet")))
     assert {"sweep.json", "candidates.parquet", "nodes.parquet", "cells.parquet"} <= set(archive.namelist())
     candidates = pl.read_parquet(io.BytesIO(archive.read("candidates.parquet")))
-    in_sweep = stored["candidates"].filter(pl.col("cell_id").is_in(stored["sweep_cells"]["id"].to_list()))
+    in_sweep = stored["candidates"].filter(pl.col("cell_id").is_in(stored["sweep_cells"]["cell_id"].to_list()))
     assert candidates.height == in_sweep.height > 0
     assert json.loads(archive.read("sweep.json"))["spec_hash"] == stored["sweep"]["spec_hash"]
 
-    loose = stored["cells"].filter(~pl.col("id").is_in(stored["sweep_cells"]["id"].to_list()))["id"][0]
+    loose = stored["cells"].filter(~pl.col("cell_id").is_in(stored["sweep_cells"]["cell_id"].to_list()))["cell_id"][0]
     archive = zipfile.ZipFile(io.BytesIO(data.export_cell_zip(sweep_store.url, loose, "csv")))
     rows = pl.read_csv(io.BytesIO(archive.read("candidates.csv")))
     assert rows.height == stored["candidates"].filter(pl.col("cell_id") == loose).height == 6 * 4
@@ -417,9 +417,9 @@ def test_audit_export_holds_every_stored_candidate(sweep_store, stored):
 
 def test_audit_of_a_cell_outside_sweeps(monkeypatch, sweep_store, stored):
     at = run_page(monkeypatch, sweep_store, "audit", {"sweep": "__unswept__"})
-    loose = stored["cells"].filter(~pl.col("id").is_in(stored["sweep_cells"]["id"].to_list())).row(0, named=True)
+    loose = stored["cells"].filter(~pl.col("cell_id").is_in(stored["sweep_cells"]["cell_id"].to_list())).row(0, named=True)
     facts = dict(pl.from_pandas(at.table[0].value).select("field", "value").iter_rows())
-    assert loose["id"] in facts["cell"] and loose["id"] in facts["spec hash"]
+    assert loose["cell_id"] in facts["cell"] and loose["cell_id"] in facts["spec hash"]
     spec = json.loads(next(c.value for c in at.code if c.language == "json"))
     assert spec == json.loads(loose["spec"])
     assert re.fullmatch(r"\d+", {m.label: m.value for m in at.metric}["Candidates"].replace(",", ""))
@@ -442,34 +442,26 @@ def test_cached_results_follow_what_the_cells_store(tmp_path):
     import sys
 
     sys.path.insert(0, str(APP.parent))
-    import data
+    import loaders as data
 
-    from ttscale.backends.scripted import ScriptedPolicy, default_respond
     from ttscale.data import load_problems
-    from ttscale.prompting import PromptBuilder
     from ttscale.runner import run_shard
+    from ttscale.settings import Settings
     from ttscale.spec import CellSpec
-    from ttscale.verifiers.scripted import ScriptedVerifier
 
     url = f"sqlite:///{tmp_path / 'growing.db'}"
-    engine = store.make_engine(url, create_dirs=True)
-    store.upgrade(engine)
+    settings = Settings.from_env({"TTSCALE_HOME": str(tmp_path / "home"), "TTSCALE_DATABASE_URL": url})
     cell = CellSpec.model_validate(
         {"model": "scripted", "verifier": "scripted", "strategy": {"name": "best_of_n"}, "n": 4, "dataset": {"name": "arith", "limit": 8}}
     )
     problems = load_problems(cell.dataset)
-    policy, verifier = ScriptedPolicy(default_respond), ScriptedVerifier()
-    prompts = PromptBuilder(chat=policy.chat_prompt, format="chat")
-    with store.transaction(engine) as conn:
-        store.register_cell(conn, cell, policy_params=policy.n_params, verifier_params=verifier.n_params)
-        store.set_cell_status(conn, cell.cell_id, "running")
-        store.write_shard(conn, run_shard(cell, problems[:4], policy, verifier, prompts))
+    engine = store.open_engine(url)
+    run_shard(engine, cell, [p.id for p in problems[:4]], settings)
     ids = (cell.cell_id,)
     assert data.analyse(url, ids).n_candidates == 16
     assert data.cell_problems(url, cell.cell_id).height == 4
 
-    with store.transaction(engine) as conn:
-        store.write_shard(conn, run_shard(cell, problems[4:], policy, verifier, prompts))
+    run_shard(engine, cell, [p.id for p in problems[4:]], settings)
     engine.dispose()
     assert data.analyse(url, ids).n_candidates == 16  # the cell list is still the cached one
     data.cells.clear()  # what its 15 s TTL does

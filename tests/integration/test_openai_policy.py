@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from ttscale.backends.base import Policy
+from ttscale.backends.base import GenerationRequest, Policy
 from ttscale.backends.openai_http import OpenAIPolicy
 from ttscale.models import resolve_model
 
@@ -43,7 +43,7 @@ def test_chat_and_token_counts_match_the_engine(http_policy, vllm_policy):
 def test_samples_stops_and_token_counts(http_policy, vllm_policy):
     prompts = [vllm_policy.chat_prompt([{"role": "user", "content": q}]) for q in QUESTIONS]
     stops = [" ", "\n\n"]  # a space comes within a few tokens of nearly every sample
-    got = http_policy.generate(prompts, n=3, stop=stops, max_tokens=24, temperature=0.8, top_p=1.0, seed=0)
+    got = http_policy.generate(GenerationRequest(tuple(prompts), n=3, max_tokens=24, temperature=0.8, stop=tuple(stops), seed=0))
     assert [len(row) for row in got] == [3, 3, 3]
     for row, n_prompt in zip(got, vllm_policy.count_tokens(prompts), strict=True):
         for c in row:
@@ -61,10 +61,10 @@ def test_samples_stops_and_token_counts(http_policy, vllm_policy):
 
 def test_greedy_over_http_equals_the_in_process_engine(http_policy, vllm_policy):
     prompts = [vllm_policy.chat_prompt([{"role": "user", "content": q}]) for q in QUESTIONS]
-    kwargs = dict(n=1, stop=["\n\n"], max_tokens=24, temperature=0.0, top_p=1.0, seed=0)
-    over_http = http_policy.generate(prompts, **kwargs)
-    assert http_policy.generate(prompts, **kwargs) == over_http
-    in_process = vllm_policy.generate(prompts, **kwargs)
+    request = GenerationRequest(tuple(prompts), n=1, max_tokens=24, temperature=0.0, stop=("\n\n",), seed=0)
+    over_http = http_policy.generate(request)
+    assert http_policy.generate(request) == over_http
+    in_process = vllm_policy.generate(request)
     assert [(c[0].text, c[0].finish_reason, c[0].n_generated_tokens) for c in over_http] == [
         (c[0].text, c[0].finish_reason, c[0].n_generated_tokens) for c in in_process
     ]

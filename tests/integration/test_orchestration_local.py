@@ -10,12 +10,12 @@ import polars as pl
 import pytest
 
 from tests.cli import TTSCALE, ttscale
-from tests.orchestration import env_for, expected_accuracy, mlflow_runs, read_all, small_spec, sqlite_store
+from tests.orchestration import env_for, expected_accuracy, mlflow_runs, read_all, run_spec, small_spec, sqlite_store
 from tests.plugins.prefect_mlflow import no_prefect_env
 
 
 def _cell_ids(cells: pl.DataFrame) -> dict[tuple[str, int], str]:
-    return {(r["strategy"], r["n"]): r["id"] for r in cells.iter_rows(named=True)}
+    return {(r["strategy"], r["n"]): r["cell_id"] for r in cells.iter_rows(named=True)}
 
 
 def test_sweep_run_stores_every_cell_and_mlflow_matches_the_store(tmp_path, mlflow_uri):
@@ -34,13 +34,13 @@ def test_sweep_run_stores_every_cell_and_mlflow_matches_the_store(tmp_path, mlfl
     sweeps = read_all(url, "")["sweeps"]
     assert sweeps.height == 1
     sweep = sweeps.row(0, named=True)
-    data = read_all(url, sweep["id"])
+    data = read_all(url, sweep["sweep_id"])
     cells, cands, verdicts, runs = data["cells"], data["candidates"], data["verdicts"], data["runs"]
     ids = _cell_ids(cells)
     assert sorted(ids) == [("beam_search", 2), ("beam_search", 4), ("best_of_n", 2), ("best_of_n", 4)]
     assert set(cells["status"]) == {"done"} and sweep["status"] == "done"
     # best_of_n at n=2 runs nothing: it is served by the n=4 cell.
-    by_id = {r["id"]: r for r in cells.iter_rows(named=True)}
+    by_id = {r["cell_id"]: r for r in cells.iter_rows(named=True)}
     assert by_id[ids[("best_of_n", 2)]]["source_cell_id"] == ids[("best_of_n", 4)]
     assert by_id[ids[("best_of_n", 2)]]["n_problems_done"] == 0
     for key in [("best_of_n", 4), ("beam_search", 2), ("beam_search", 4)]:
@@ -51,7 +51,7 @@ def test_sweep_run_stores_every_cell_and_mlflow_matches_the_store(tmp_path, mlfl
 
     parent, nested = mlflow_runs(mlflow_uri, "local-cli")
     assert sweep["mlflow_run_id"] == parent.info.run_id
-    assert parent.data.tags["ttscale.sweep_id"] == sweep["id"]
+    assert parent.data.tags["ttscale.sweep_id"] == sweep["sweep_id"]
     assert parent.data.tags["prefect.flow_run_id"] == sweep["prefect_flow_run_id"] and sweep["prefect_flow_run_id"]
     assert parent.data.params["budgets"] == "[2, 4]" and parent.data.params["spec_hash"] == sweep["spec_hash"]
     assert len(nested) == 4
@@ -61,13 +61,13 @@ def test_sweep_run_stores_every_cell_and_mlflow_matches_the_store(tmp_path, mlfl
         assert cell["mlflow_run_id"] == run.info.run_id
         assert run.data.params["model"] == "scripted" and run.data.params["n"] == str(cell["n"])
         assert run.data.params["strategy"] == cell["strategy"] and run.data.params["code_version"] == cell["code_version"]
-        gen = cell["source_cell_id"] or cell["id"]
+        gen = cell["source_cell_id"] or cell["cell_id"]
         for method, key in [("naive", "accuracy_naive"), ("weighted", "accuracy_weighted"), ("majority", "accuracy_majority"), ("pass", "pass_at_n")]:
-            assert run.data.metrics[key] == pytest.approx(expected_accuracy(verdicts, gen, method, cell["n"])), (cell["id"], key)
+            assert run.data.metrics[key] == pytest.approx(expected_accuracy(verdicts, gen, method, cell["n"])), (cell["cell_id"], key)
         if cell["source_cell_id"] is None:
             assert run.data.metrics["n_generated_tokens"] == cell["n_generated_tokens"]
             assert run.data.metrics["total_flops"] == pytest.approx(cell["policy_flops"] + cell["verifier_flops"])
-            mine = runs.filter(pl.col("cell_id") == cell["id"])
+            mine = runs.filter(pl.col("cell_id") == cell["cell_id"])
             assert run.data.metrics["wall_time_s"] == pytest.approx(mine["elapsed_s"].sum())
             assert run.data.metrics["problems_per_s"] == pytest.approx(5 / mine["elapsed_s"].sum())
         else:
@@ -106,25 +106,25 @@ def _logs(flow_run_id: str, want: str, timeout_s: float = 30) -> list:
 
 
 def test_library_log_lines_reach_the_prefect_run_logs(prefect_harness, monkeypatch, tmp_path, mlflow_down_uri):
-    from flows.sweep import sweep_flow
+    from ttscale.settings import Settings
 
     spec = small_spec(tmp_path, "logs")
     _in_process(monkeypatch, tmp_path, sqlite_store(tmp_path), mlflow_down_uri)
-    summary = sweep_flow(spec.read_text(), source=str(spec))
+    summary = run_spec(spec, Settings.from_env())
     logs = _logs(summary["flow_run_id"], "shard end cell=")
     lines = [(log.name, log.message) for log in logs]
     assert any(name == "ttscale.runner" and msg.startswith("shard end cell=") for name, msg in lines), lines
-    assert any(name == "ttscale.execution" and msg.startswith("sweep registered sweep=" + summary["sweep_id"]) for name, msg in lines)
+    assert any(name == "ttscale.sweep_state" and msg.startswith("sweep started sweep=" + summary["sweep_id"]) for name, msg in lines)
 
 
 def test_tracking_down_does_not_fail_the_sweep_and_sync_fills_it_in(prefect_harness, monkeypatch, tmp_path, mlflow_down_uri, mlflow_uri):
-    from flows.sweep import sweep_flow
     from ttscale import store, tracking
+    from ttscale.settings import Settings
 
     spec = small_spec(tmp_path, "mlflow-down")
     url = sqlite_store(tmp_path)
     _in_process(monkeypatch, tmp_path, url, mlflow_down_uri)
-    summary = sweep_flow(spec.read_text(), source=str(spec))
+    summary = run_spec(spec, Settings.from_env())
     assert summary["status"] == "done"
     assert summary["tracking"]["complete"] is False and "unreachable" in summary["tracking"]["error"]
     data = read_all(url, summary["sweep_id"])
@@ -142,8 +142,8 @@ def test_tracking_down_does_not_fail_the_sweep_and_sync_fills_it_in(prefect_harn
     assert len(nested) == 4
     assert sorted(after["cells"]["mlflow_run_id"].to_list()) == sorted(r.info.run_id for r in nested)
     for run in nested:
-        cell = after["cells"].filter(pl.col("id") == run.data.tags["ttscale.cell_id"]).row(0, named=True)
-        gen = cell["source_cell_id"] or cell["id"]
+        cell = after["cells"].filter(pl.col("cell_id") == run.data.tags["ttscale.cell_id"]).row(0, named=True)
+        gen = cell["source_cell_id"] or cell["cell_id"]
         assert run.data.metrics["accuracy_majority"] == pytest.approx(expected_accuracy(after["verdicts"], gen, "majority", cell["n"]))
     # A second pass updates the same runs instead of adding new ones.
     engine = store.make_engine(url)
@@ -153,24 +153,33 @@ def test_tracking_down_does_not_fail_the_sweep_and_sync_fills_it_in(prefect_harn
     assert len(mlflow_runs(mlflow_uri, "mlflow-down")[1]) == 4
 
 
-def test_resubmitted_sweep_skips_stored_problems(prefect_harness, monkeypatch, tmp_path, mlflow_down_uri):
-    from flows.sweep import sweep_flow
-    from ttscale import execution
+def _planned(monkeypatch, tmp_path, name: str, mlflow_uri: str):
+    """A small spec planned in this process against a new store: (spec path, its text, url,
+    settings, an engine on the store, the plan)."""
+    from ttscale import store, sweep_state
+    from ttscale.planning import check_sweep
     from ttscale.settings import Settings
+    from ttscale.spec import read_sweep_file
 
-    spec = small_spec(tmp_path, "resume")
+    spec = small_spec(tmp_path, name)
     url = sqlite_store(tmp_path)
-    _in_process(monkeypatch, tmp_path, url, mlflow_down_uri)
+    _in_process(monkeypatch, tmp_path, url, mlflow_uri)
     settings = Settings.from_env()
-    parsed, text = execution.read_spec_file(str(spec))
-    plan = execution.build_plan(parsed, settings)
+    parsed, text = read_sweep_file(str(spec))
+    engine = store.open_engine(settings.database_url)
+    return spec, text, url, settings, engine, sweep_state.plan_remaining(engine, parsed, check_sweep(parsed, settings))
+
+
+def test_resubmitted_sweep_skips_stored_problems(prefect_harness, monkeypatch, tmp_path, mlflow_down_uri):
+    from ttscale import runner
+
+    spec, _, url, settings, engine, plan = _planned(monkeypatch, tmp_path, "resume", mlflow_down_uri)
     beam4 = next(p.cell for p in plan.running_cells if p.cell.strategy.name == "beam_search" and p.cell.n == 4)
     first_two = list(plan.problem_ids[beam4.cell_id][:2])
-    engine = execution.open_store(settings)
-    report = execution.run_stored_shard(engine, beam4, first_two, settings)  # as if an earlier run stored them
+    report = runner.run_shard(engine, beam4, first_two, settings)  # as if an earlier run stored them
     assert report.n_written == 2
 
-    summary = sweep_flow(text, source=str(spec))
+    summary = run_spec(spec, settings)
     # 3 running cells x 5 problems in shards of 3, minus the 2 stored: 2+2+1 shards... of 13 problems.
     assert summary["n_shards"] == 5 and summary["status"] == "done"
     data = read_all(url, summary["sweep_id"])
@@ -178,34 +187,26 @@ def test_resubmitted_sweep_skips_stored_problems(prefect_harness, monkeypatch, t
     assert counts.height == 15 and (counts["len"] == counts["distinct"]).all()
     assert data["runs"].height == 15
 
-    again = sweep_flow(text, source=str(spec))
+    again = run_spec(spec, settings)
     assert again["n_shards"] == 0 and again["sweep_id"] == summary["sweep_id"]
     assert read_all(url, summary["sweep_id"])["candidates"].height == data["candidates"].height
     engine.dispose()
 
 
 def test_cancelled_cells_run_nothing_and_resubmission_resumes_them(prefect_harness, monkeypatch, tmp_path, mlflow_down_uri):
-    from flows.sweep import sweep_flow
-    from ttscale import execution
-    from ttscale.settings import Settings
+    from ttscale import runner, sweep_state
 
-    spec = small_spec(tmp_path, "cancel")
-    url = sqlite_store(tmp_path)
-    _in_process(monkeypatch, tmp_path, url, mlflow_down_uri)
-    settings = Settings.from_env()
-    parsed, text = execution.read_spec_file(str(spec))
-    engine = execution.open_store(settings)
-    plan = execution.build_plan(parsed, settings, engine)
-    sweep_id = execution.register_plan(engine, plan, text, "test")
+    spec, text, url, settings, engine, plan = _planned(monkeypatch, tmp_path, "cancel", mlflow_down_uri)
+    sweep_id = sweep_state.register_plan(engine, plan, text, "test")
     got = ttscale("sweep", "cancel", sweep_id, env=env_for(tmp_path / "home", url, mlflow_down_uri))
     assert got.returncode == 0 and "4 cells marked cancelled" in got.stdout, got.stderr
     cell = plan.running_cells[0].cell
-    report = execution.run_stored_shard(engine, cell, list(plan.problem_ids[cell.cell_id]), settings, sweep_id=sweep_id)
+    report = runner.run_shard(engine, cell, list(plan.problem_ids[cell.cell_id]), settings, sweep_id=sweep_id)
     assert report.cancelled and report.n_written == 0
     assert read_all(url, sweep_id)["runs"].height == 0
     assert set(read_all(url, sweep_id)["cells"]["status"]) == {"cancelled"}
 
-    summary = sweep_flow(text, source=str(spec))
+    summary = run_spec(spec, settings)
     assert summary["status"] == "done" and summary["cells"]["done"] == 4
     assert read_all(url, sweep_id)["runs"].height == 15
     engine.dispose()

@@ -31,9 +31,9 @@ def test_demo_spec_validates_to_its_grid(tmp_path):
 
 
 def test_reference_spec_is_the_published_grid(tmp_path):
-    from ttscale.execution import read_spec_file
+    from ttscale.spec import read_sweep_file
 
-    spec, _ = read_spec_file(str(EXAMPLES / "reference_math500.yaml"))
+    spec, _ = read_sweep_file(str(EXAMPLES / "reference_math500.yaml"))
     assert spec.models == ["meta-llama/Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-3B-Instruct"]
     assert spec.verifiers == ["rlhflow_prm"] and spec.aggregation == "last" and spec.run_on == "gpu"
     assert [s.name for s in spec.strategies] == ["best_of_n", "beam_search", "dvts"]

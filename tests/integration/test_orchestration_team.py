@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from tests.cli import TTSCALE, ttscale
-from tests.orchestration import env_for, migrated_store, read_all, results_view, small_spec, sqlite_store
+from tests.orchestration import env_for, migrated_store, read_all, results_view, run_spec, small_spec, sqlite_store
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ def _wait(predicate, timeout_s: float, what: str, poll_s: float = 1.0):
 def test_team_mode_spreads_shards_over_two_workers_and_matches_local(
     prefect_server, prefect_harness, background, monkeypatch, tmp_path, pg_store, mlflow_uri
 ):
-    from flows.sweep import sweep_flow
+    from ttscale.settings import Settings
 
     spec = small_spec(tmp_path, "team", shard_size=3)
     pool = f"pool-{uuid.uuid4().hex[:8]}"
@@ -99,10 +99,10 @@ def test_team_mode_spreads_shards_over_two_workers_and_matches_local(
 
     team = read_all(pg_store, "")
     sweep = team["sweeps"].row(0, named=True)
-    team = read_all(pg_store, sweep["id"])
+    team = read_all(pg_store, sweep["sweep_id"])
     assert sweep["status"] == "done" and set(team["cells"]["status"]) == {"done"}
     assert sweep["mlflow_run_id"] is not None  # tracked once every shard was done
-    runs = _shard_runs(prefect_server, sweep["id"])
+    runs = _shard_runs(prefect_server, sweep["sweep_id"])
     assert len(runs) == 6 and {r.state.type.value for r in runs} == {"COMPLETED"}
     host = socket.gethostname()
     slots = {_slot_of(prefect_server, r.id) for r in runs}
@@ -113,16 +113,16 @@ def test_team_mode_spreads_shards_over_two_workers_and_matches_local(
     monkeypatch.setenv("TTSCALE_HOME", str(tmp_path / "local-home"))
     monkeypatch.setenv("TTSCALE_DATABASE_URL", local_url)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'local-mlflow.db'}")
-    summary = sweep_flow(spec.read_text(), source=str(spec))
-    assert summary["sweep_id"] == sweep["id"] and summary["status"] == "done"
-    local = read_all(local_url, sweep["id"])
+    summary = run_spec(spec, Settings.from_env())
+    assert summary["sweep_id"] == sweep["sweep_id"] and summary["status"] == "done"
+    local = read_all(local_url, sweep["sweep_id"])
     assert local["candidates"].height == team["candidates"].height > 0
     assert results_view(local) == results_view(team)
 
 
 def test_killed_worker_loses_no_shard_and_duplicates_nothing(prefect_server, background, tmp_path, pg_store, mlflow_uri):
     from ttscale import store
-    from ttscale.execution import as_cell
+    from ttscale.spec import as_cell
 
     spec = small_spec(tmp_path, "kill", shard_size=3)
     pool = f"pool-{uuid.uuid4().hex[:8]}"
@@ -130,7 +130,7 @@ def test_killed_worker_loses_no_shard_and_duplicates_nothing(prefect_server, bac
     first = _start_worker(background, env, pool, "0")
     got = ttscale("sweep", "submit", str(spec), "--pool", pool, "--no-wait", env=env, timeout=600)
     assert got.returncode == 0, got.stderr[-5000:]
-    sweep_id = read_all(pg_store, "")["sweeps"]["id"][0]
+    sweep_id = read_all(pg_store, "")["sweeps"]["sweep_id"][0]
 
     def running():
         return [r for r in _shard_runs(prefect_server, sweep_id) if r.state.type.value == "RUNNING"]
@@ -159,11 +159,11 @@ def test_killed_worker_loses_no_shard_and_duplicates_nothing(prefect_server, bac
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-5000:]
     assert "1 shard runs queued" in again.stdout  # only the lost problems run again
     final = read_all(pg_store, sweep_id)
-    assert final["sweeps"].filter(pl.col("id") == sweep_id)["status"].to_list() == ["done"]
+    assert final["sweeps"].filter(pl.col("sweep_id") == sweep_id)["status"].to_list() == ["done"]
     assert final["runs"].height == 15
     per_problem = final["candidates"].group_by("cell_id", "problem_id").agg(pl.len(), pl.col("idx").n_unique().alias("distinct"))
     assert per_problem.height == 15 and (per_problem["len"] == per_problem["distinct"]).all()
-    cells = {r["id"]: r for r in final["cells"].iter_rows(named=True)}
+    cells = {r["cell_id"]: r for r in final["cells"].iter_rows(named=True)}
     n_of = per_problem.join(pl.DataFrame({"cell_id": list(cells), "n": [cells[c]["n"] for c in cells]}), on="cell_id")
     bon = [c for c, r in cells.items() if r["strategy"] == "best_of_n" and r["source_cell_id"] is None]
     assert (n_of.filter(pl.col("cell_id").is_in(bon))["len"] == 4).all()  # every candidate exactly once
@@ -175,7 +175,7 @@ def test_cancel_stops_queued_runs_and_marks_cells(prefect_server, tmp_path, pg_s
     env = _team_env(tmp_path, prefect_server, pg_store, mlflow_uri)
     got = ttscale("sweep", "submit", str(spec), "--pool", pool, env=env, timeout=600)
     assert got.returncode == 0 and "6 shard runs queued" in got.stdout, got.stderr[-3000:]
-    sweep_id = read_all(pg_store, "")["sweeps"]["id"][0]
+    sweep_id = read_all(pg_store, "")["sweeps"]["sweep_id"][0]
     assert {r.state.type.value for r in _shard_runs(prefect_server, sweep_id)} == {"SCHEDULED"}
 
     got = ttscale("sweep", "cancel", sweep_id, env=env, timeout=300)

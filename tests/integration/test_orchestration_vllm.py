@@ -47,7 +47,7 @@ def test_sweep_runs_on_the_bundled_model(tmp_path, mlflow_uri):
     env = env_for(tmp_path / "home", url, mlflow_uri, TTSCALE_MODEL_CACHE=_model_cache(), TTSCALE_KV_CACHE_GIB="2")
     got = ttscale("sweep", "run", str(spec), env=env, timeout=900)
     assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-5000:]
-    sweep_id = read_all(url, "")["sweeps"]["id"][0]
+    sweep_id = read_all(url, "")["sweeps"]["sweep_id"][0]
     data = read_all(url, sweep_id)
     cell = data["cells"].row(0, named=True)
     assert data["cells"].height == 1 and cell["status"] == "done"

@@ -71,7 +71,7 @@ def sweep_over_server(tmp_path, mlflow_uri: str, server_url: str, *, name: str, 
     # One /v1/completions request per problem (n samples each) reached the server.
     assert served_requests(server_url) - before >= 3
     assert not cache.exists() or not any(cache.iterdir())
-    sweep_id = read_all(url, "")["sweeps"]["id"][0]
+    sweep_id = read_all(url, "")["sweeps"]["sweep_id"][0]
     data = read_all(url, sweep_id)
     cell = data["cells"].row(0, named=True)
     assert data["cells"].height == 1 and cell["status"] == "done", data["cells"]
@@ -95,7 +95,7 @@ def test_greedy_sweep_over_the_shared_server_equals_the_in_process_engine(
     tmp_path, mlflow_uri, vllm_server_url, vllm_settings, vllm_policy
 ):
     """Greedy decoding at N=1: N greedy samples would be N copies of one text anyway."""
-    from ttscale.execution import as_cell
+    from ttscale.spec import as_cell
     from ttscale.prompting import PromptBuilder
     from ttscale.runner import prepare_cell, run_shard
     from ttscale.verifiers import load_verifier

@@ -10,7 +10,7 @@ import pytest
 from ttscale import store
 from ttscale.store.migrate import current_revision
 from tests.cli import ttscale
-from tests.integration.test_store_samples import sample_outcome, sample_sweep
+from tests.integration.test_store_samples import sample_sweep, store_sample_sweep
 
 
 def current(url: str) -> str | None:
@@ -27,22 +27,18 @@ def test_db_upgrade_creates_the_store_and_export_writes_it(tmp_path):
     env = {"TTSCALE_HOME": str(tmp_path / "home")}
     got = ttscale("db", "upgrade", "--db", url, env=env)
     assert got.returncode == 0, got.stderr
-    assert "at revision 0001" in got.stdout
+    assert "at revision 0002" in got.stdout
     assert ttscale("db", "check", "--db", url, env=env).returncode == 0
 
     engine = store.make_engine(url)
-    spec = sample_sweep()
-    with store.transaction(engine) as conn:
-        sweep_id = store.register_sweep(conn, spec, "name: x\n", "cli-test")
-        cell = spec.cells()[-1]
-        store.register_cell(conn, cell, sweep_id=sweep_id)
-        store.write_shard(conn, sample_outcome(cell.cell_id))
+    sweep_id, _ = store_sample_sweep(engine, "cli-test")
     engine.dispose()
+    spec = sample_sweep()
 
     out = tmp_path / "export"
     got = ttscale("export", spec.name, "--format", "csv", "--out", str(out), "--db", url, env=env)
     assert got.returncode == 0, got.stderr
-    assert json.loads((out / "sweep.json").read_text())["id"] == sweep_id
+    assert json.loads((out / "sweep.json").read_text())["sweep_id"] == sweep_id
     assert pl.read_csv(out / "candidates.csv").height == 4
 
 
@@ -51,14 +47,14 @@ def test_db_url_comes_from_the_environment(tmp_path):
     got = ttscale("db", "upgrade", env={"TTSCALE_DATABASE_URL": url})
     assert got.returncode == 0, got.stderr
     assert (tmp_path / "env.db").is_file()
-    assert "0001" in ttscale("db", "current", env={"TTSCALE_DATABASE_URL": url}).stdout
+    assert "0002" in ttscale("db", "current", env={"TTSCALE_DATABASE_URL": url}).stdout
 
 
 def test_db_check_fails_on_an_unmigrated_store(tmp_path):
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     got = ttscale("db", "check", "--db", url)
     assert got.returncode == 1
-    assert got.stderr.strip() == f"error: store {url} is at schema revision none, code expects 0001: run `ttscale db upgrade`"
+    assert got.stderr.strip() == f"error: store {url} is at schema revision none, code expects 0002: run `ttscale db upgrade`"
 
 
 def test_downgrade_needs_confirmation_and_then_drops_the_tables(tmp_path):
@@ -66,7 +62,7 @@ def test_downgrade_needs_confirmation_and_then_drops_the_tables(tmp_path):
     assert ttscale("db", "upgrade", "--db", url).returncode == 0
     refused = ttscale("db", "downgrade", "base", "--db", url)
     assert refused.returncode == 2 and "--yes" in refused.stderr
-    assert current(url) == "0001"
+    assert current(url) == "0002"
     done = ttscale("db", "downgrade", "base", "--yes", "--db", url)
     assert done.returncode == 0, done.stderr
     assert "at revision none" in done.stdout and current(url) is None
@@ -92,6 +88,6 @@ def test_export_of_unknown_sweep_fails_in_one_line(tmp_path):
 def test_db_upgrade_and_check_on_postgresql(fresh_postgres_db):
     got = ttscale("db", "upgrade", "--db", fresh_postgres_db)
     assert got.returncode == 0, got.stderr
-    assert current(fresh_postgres_db) == "0001"
+    assert current(fresh_postgres_db) == "0002"
     checked = ttscale("db", "check", "--db", fresh_postgres_db)
-    assert checked.returncode == 0 and "ok, at revision 0001" in checked.stdout, checked.stderr
+    assert checked.returncode == 0 and "ok, at revision 0002" in checked.stdout, checked.stderr

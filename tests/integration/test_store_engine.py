@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from ttscale import store
+from ttscale.redaction import redact_url
 from ttscale.errors import StoreError
 from tests.integration.test_store_samples import sample_cell, sample_outcome
 
@@ -55,8 +56,8 @@ def test_unreachable_server_is_one_line_store_error():
 
 
 def test_password_with_reserved_characters_is_redacted():
-    assert store.redact_url("postgresql+psycopg://u:p%40ss%3Aw0rd@h/db") == "postgresql+psycopg://u:***@h/db"
-    assert store.redact_url("postgresql+psycopg://u:p@ss@h :x/db") == "postgresql+psycopg://u:***@h :x/db"
+    assert redact_url("postgresql+psycopg://u:p%40ss%3Aw0rd@h/db") == "postgresql+psycopg://u:***@h/db"
+    assert redact_url("postgresql+psycopg://u:p@ss@h :x/db") == "postgresql+psycopg://u:***@h :x/db"
 
 
 def test_missing_sqlite_directory_is_created_only_by_upgrade(tmp_path):
@@ -93,7 +94,7 @@ def test_reader_role_can_select_but_not_write_or_drop(postgres_store_url):
     url = sa.make_url(store_url).set(username=role, password=PASSWORD)
     reader = store.make_engine(url.render_as_string(hide_password=False))
     try:
-        assert store.check_reachable_and_migrated(reader) == "0001"
+        assert store.check_reachable_and_migrated(reader) == "0002"
         with reader.connect() as conn:
             assert store.read_candidates(conn, [cell.cell_id]).height == 4
         for statement in (

@@ -47,7 +47,7 @@ def test_export_writes_every_table_and_the_manifest(stored, tmp_path, fmt):
     nodes = read(out / f"nodes.{fmt}")
     cells = read(out / f"cells.{fmt}")
     assert nodes.height == 10 and nodes["text"][0] == "a\x00\n\n"
-    assert cells.height == 2 and set(cells["id"]) == {big.cell_id, *[c for c in cells["id"] if c != big.cell_id]}
+    assert cells.height == 2 and set(cells["cell_id"]) == {big.cell_id, *[c for c in cells["cell_id"] if c != big.cell_id]}
     assert read(out / f"candidates.{fmt}")["text"][0] == "a\x00\n\nb\n\nc"
     assert read(out / f"verdicts.{fmt}").height == 8
     assert read(out / f"problems.{fmt}").height == 2

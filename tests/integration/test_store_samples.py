@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from ttscale.spec import BeamSearchParams, CellSpec, DatasetSpec, SweepSpec
+from ttscale.spec import CellSpec, DatasetSpec, SweepSpec
+from ttscale.strategy_params import BeamSearchParams
 from ttscale.tree import Candidate, Node, Problem, ProblemResult, ShardOutcome, Verdict, check_tree
 
 POLICY_PARAMS = 1_235_814_400  # Llama-3.2-1B
@@ -77,6 +78,19 @@ def sample_outcome(cell_id: str, texts: tuple[str, str, str, str] | None = None,
         )
     ]
     return ShardOutcome(cell_id, problems, results, verdicts, POLICY_PARAMS, VERIFIER_PARAMS, elapsed_s=3.5)
+
+
+def store_sample_sweep(engine, created_by: str = "tests"):
+    """The sample sweep registered with one cell holding `sample_outcome`; returns (sweep id, cell)."""
+    from ttscale import store
+
+    spec = sample_sweep()
+    with store.transaction(engine) as conn:
+        sweep_id = store.register_sweep(conn, spec, "name: x\n", created_by)
+        cell = spec.cells()[-1]
+        store.register_cell(conn, cell, sweep_id=sweep_id)
+        store.write_shard(conn, sample_outcome(cell.cell_id))
+    return sweep_id, cell
 
 
 def test_sample_trees_hold_the_tree_invariants():

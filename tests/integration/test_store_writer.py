@@ -199,7 +199,7 @@ def test_a_cell_can_belong_to_two_sweeps(engine):
         for sweep_id in ids:
             store.register_cell(conn, shared, sweep_id=sweep_id)
     with engine.connect() as conn:
-        assert [store.read_cells(conn, i)["id"].to_list() for i in ids] == [[shared.cell_id]] * 2
+        assert [store.read_cells(conn, i)["cell_id"].to_list() for i in ids] == [[shared.cell_id]] * 2
         assert store.read_cells(conn).height == 1
 
 

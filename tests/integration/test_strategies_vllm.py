@@ -9,7 +9,8 @@ import pytest
 
 from ttscale.data import load_problems
 from ttscale.prompting import PromptBuilder
-from ttscale.spec import BeamSearchParams, BestOfNParams, DatasetSpec, DVTSParams, MajorityParams, SamplingParams, SelfRefineParams
+from ttscale.spec import DatasetSpec, SamplingParams
+from ttscale.strategy_params import BeamSearchParams, BestOfNParams, DVTSParams, MajorityParams, SelfRefineParams
 from ttscale.strategies import load_strategy
 from ttscale.strategies.common import SearchContext
 from ttscale.tree import check_tree
@@ -59,9 +60,20 @@ def test_strategy_on_real_generations_keeps_its_invariants(vllm_policy, vllm_set
                 assert c.score is not None and 0.0 <= c.score <= 1.0
 
 
+@pytest.fixture(scope="module")
+def in_process_policy(vllm_settings):
+    from ttscale.backends.vllm_engine import get_policy
+
+    policy = get_policy("smollm2-135m", vllm_settings, seed=0, role="in-process", in_process=True)
+    yield policy
+    policy.shutdown()
+
+
 @pytest.mark.parametrize("name,params,n", [CASES[0], CASES[2], CASES[3]], ids=["best_of_n", "beam_search", "dvts"])
-def test_greedy_decoding_grows_the_same_tree_twice(vllm_policy, vllm_settings, arith_problems, name, params, n):
-    a = _run(vllm_policy, vllm_settings, arith_problems, name, params, n, temperature=0.0)
-    b = _run(vllm_policy, vllm_settings, arith_problems, name, params, n, temperature=0.0)
+def test_greedy_decoding_grows_the_same_tree_twice(in_process_policy, vllm_settings, arith_problems, name, params, n):
+    # The engine core in this process: every request of a call is queued before the first step,
+    # so batches (and bf16 rounding) do not depend on timing (`vllm_engine._start_engine`).
+    a = _run(in_process_policy, vllm_settings, arith_problems, name, params, n, temperature=0.0)
+    b = _run(in_process_policy, vllm_settings, arith_problems, name, params, n, temperature=0.0)
     assert [[c.text for c in r.candidates] for r in a] == [[c.text for c in r.candidates] for r in b]
     assert [[(x.parent, x.text) for x in r.nodes] for r in a] == [[(x.parent, x.text) for x in r.nodes] for r in b]

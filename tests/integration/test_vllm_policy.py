@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ttscale.backends.base import Completion, Policy
+from ttscale.backends.base import Completion, GenerationRequest, Policy
 
 pytestmark = pytest.mark.vllm
 
@@ -23,7 +23,7 @@ def chat(policy, question: str) -> str:
 
 
 def greedy(policy, prompts, *, stop=None, max_tokens=48) -> list[Completion]:
-    got = policy.generate(prompts, n=1, stop=stop, max_tokens=max_tokens, temperature=0.0, top_p=1.0, seed=0)
+    got = policy.generate(GenerationRequest(tuple(prompts), n=1, max_tokens=max_tokens, temperature=0.0, stop=tuple(stop) if stop else None, seed=0))
     return [row[0] for row in got]
 
 
@@ -48,7 +48,7 @@ def test_chat_prompt_renders_the_template_for_the_assistant_turn(vllm_policy):
 
 def test_n_samples_per_prompt_in_prompt_order(vllm_policy):
     prompts = [chat(vllm_policy, q) for q in QUESTIONS]
-    got = vllm_policy.generate(prompts, n=3, stop=None, max_tokens=12, temperature=0.8, top_p=1.0, seed=0)
+    got = vllm_policy.generate(GenerationRequest(tuple(prompts), n=3, max_tokens=12, temperature=0.8, seed=0))
     assert [len(row) for row in got] == [3, 3, 3, 3]
     lengths = [len(ids) for ids in vllm_policy.tokenize(prompts)]
     assert len(set(lengths)) == len(lengths)  # distinct, so a reordered batch would show

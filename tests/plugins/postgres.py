@@ -149,7 +149,8 @@ def empty_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return _fresh_url(request, tmp_path)
 
 
-def _migrated(url: str) -> str:
+def migrated(url: str) -> str:
+    """`url`, its store upgraded to head by Alembic."""
     from ttscale.store import make_engine, upgrade
 
     engine = make_engine(url, create_dirs=True)
@@ -163,10 +164,10 @@ def _migrated(url: str) -> str:
 @pytest.fixture(params=ENGINES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """URL of a new store upgraded to head by Alembic, on each engine."""
-    return _migrated(_fresh_url(request, tmp_path))
+    return migrated(_fresh_url(request, tmp_path))
 
 
 @pytest.fixture
 def postgres_store_url(fresh_postgres_db: str) -> str:
     """URL of a new PostgreSQL store at head, for PostgreSQL-only behaviour (mark the test `postgres`)."""
-    return _migrated(fresh_postgres_db)
+    return migrated(fresh_postgres_db)

@@ -33,19 +33,11 @@ PREFECT_PATH_VARS = ("PREFECT_HOME", "PREFECT_LOCAL_STORAGE_PATH", "PREFECT_MEMO
 
 
 def prefect_home_env(home: Path) -> dict[str, str]:
+    """The variables the CLI sets for Prefect (`ttscale.cli.context.prefect_env`), under `home`."""
+    from ttscale.cli.context import prefect_env
+
     home.mkdir(parents=True, exist_ok=True)
-    return {
-        "PREFECT_HOME": str(home),
-        "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
-        "PREFECT_MEMO_STORE_PATH": str(home / "memo_store.toml"),
-        "PREFECT_LOGGING_SETTINGS_PATH": str(home / "logging.yml"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-        "PREFECT_LOGGING_EXTRA_LOGGERS": "ttscale",
-        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "1",
-    }
+    return prefect_env(home)
 
 
 def pytest_configure(config: pytest.Config) -> None:

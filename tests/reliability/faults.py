@@ -30,6 +30,13 @@ HOOK_DIR = Path(__file__).resolve().parent / "hook"
 N_PROBLEM_RUNS = 15
 
 
+def one_cell_run_args(n_problems: int = N_PROBLEM_RUNS) -> list[str]:
+    """`ttscale run` of one scripted cell with as many problems as the small spec's sweep stores,
+    in shards of 3: a one-cell sweep that faults can strike mid-shard."""
+    return ["run", "--model", "scripted", "--dataset", "arith", "--limit", str(n_problems), "--strategy", "best_of_n",
+            "--n", "2", "--verifier", "scripted", "--shard-size", "3"]  # fmt: skip
+
+
 def fault_env(env: dict[str, str], *, trace: Path | None = None, delay_s: float = 0.0, **extra: str) -> dict[str, str]:
     """`env` with the instrumentation hook first on PYTHONPATH (inherited by every child:
     the temporary Prefect server, workers and their flow-run processes)."""
@@ -119,7 +126,7 @@ def stored_keys(url: str) -> set[tuple[str, str]]:
     engine = store.make_engine(url)
     try:
         with engine.connect() as conn:
-            runs = store.read_problem_runs(conn, store.read_cells(conn)["id"].to_list())
+            runs = store.read_problem_runs(conn, store.read_cells(conn)["cell_id"].to_list())
         return set(runs.select("cell_id", "problem_id").iter_rows())
     finally:
         engine.dispose()
@@ -156,9 +163,9 @@ def assert_stored_exactly_once(url: str, sweep_id: str) -> dict[str, pl.DataFram
     from tests.orchestration import read_all
 
     data = read_all(url, sweep_id)
-    sweep = data["sweeps"].filter(pl.col("id") == sweep_id).row(0, named=True)
+    sweep = data["sweeps"].filter(pl.col("sweep_id") == sweep_id).row(0, named=True)
     assert sweep["status"] == "done", sweep
-    assert set(data["cells"]["status"]) == {"done"}, data["cells"].select("id", "status").rows()
+    assert set(data["cells"]["status"]) == {"done"}, data["cells"].select("cell_id", "status").rows()
     runs, cands, verdicts = data["runs"], data["candidates"], data["verdicts"]
     assert runs.height == N_PROBLEM_RUNS
     assert runs.select("cell_id", "problem_id").n_unique() == N_PROBLEM_RUNS
@@ -167,7 +174,7 @@ def assert_stored_exactly_once(url: str, sweep_id: str) -> dict[str, pl.DataFram
     per_problem = cands.group_by("cell_id", "problem_id").len()
     expected = runs.select("cell_id", "problem_id", pl.col("n_candidates").cast(pl.UInt32).alias("len"))
     assert per_problem.sort("cell_id", "problem_id").equals(expected.sort("cell_id", "problem_id"))
-    cells = {r["id"]: r for r in data["cells"].iter_rows(named=True)}
+    cells = {r["cell_id"]: r for r in data["cells"].iter_rows(named=True)}
     for cell_id, cell in cells.items():
         mine = runs.filter(pl.col("cell_id") == cell_id)
         if cell["source_cell_id"] is None:
@@ -197,7 +204,7 @@ def sweep_id_of(url: str, name: str) -> str:
     from tests.orchestration import read_all
 
     sweeps = read_all(url, "")["sweeps"]
-    return sweeps.filter(pl.col("name") == name)["id"][0]
+    return sweeps.filter(pl.col("name") == name)["sweep_id"][0]
 
 
 # ---- servers the tests stop and start ------------------------------------------------------------

@@ -23,12 +23,13 @@ from pathlib import Path
 import pytest
 
 from tests.cli import TTSCALE
-from tests.orchestration import env_for, migrated_store, small_spec, sqlite_store
+from tests.orchestration import env_for, migrated_store, read_all, small_spec, sqlite_store
 from tests.plugins.prefect_mlflow import no_prefect_env
 from tests.reliability.faults import (
     assert_stored_exactly_once,
     computed_since,
     fault_env,
+    one_cell_run_args,
     sqlite_integrity,
     stored_keys,
     sweep_id_of,
@@ -73,3 +74,33 @@ def test_sweep_run_killed_mid_shard_resumes_with_every_candidate_once(engine, re
     assert set(recomputed) | stored_before == stored_keys(url)
     if engine == "sqlite":
         assert sqlite_integrity(Path(url.removeprefix("sqlite:///"))) == "ok"
+
+
+def test_ttscale_run_killed_mid_shard_resumes_like_a_one_cell_sweep(tmp_path: Path, mlflow_uri, background):
+    """`ttscale run` is a one-cell sweep: killed mid-cell, the same command resumes, says how many
+    problems it still runs, and stores every problem once."""
+    url = sqlite_store(tmp_path)
+    trace = tmp_path / "trace.jsonl"
+    env = fault_env(no_prefect_env(env_for(tmp_path / "home", url, mlflow_uri)), trace=trace, delay_s=1.5)
+    command = [TTSCALE, *one_cell_run_args()]
+
+    first = background.start(command, env, "run-killed")
+    shard = wait_mid_shard(url, trace, first, min_stored=3, log=background.logs / "run-killed.log")
+    stored_before = stored_keys(url)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=60)
+    killed_at = time.time()
+    assert stored_keys(url) == stored_before and not shard.keys & stored_before
+    assert sqlite_integrity(Path(url.removeprefix("sqlite:///"))) == "ok"
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-5000:]
+    left = 15 - len(stored_before)
+    assert f"with {left} problems to run" in again.stdout  # the sweep's plan line: it resumes
+    assert "tracking: complete" in again.stdout
+    sweeps = read_all(url, "")["sweeps"]
+    assert sweeps.height == 1 and sweeps["name"][0].startswith("run ")  # one sweep, of one cell, both times
+    assert_stored_exactly_once(url, sweeps["sweep_id"][0])
+    recomputed = computed_since(trace, killed_at)
+    assert len(recomputed) == len(set(recomputed)) == left
+    assert not set(recomputed) & stored_before

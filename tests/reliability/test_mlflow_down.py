@@ -29,12 +29,12 @@ def _assert_tracked(url: str, sweep_id: str, tracking_uri: str, experiment: str)
     duplicates), the store's run ids, accuracy equal to the stored verdicts."""
     data = read_all(url, sweep_id)
     parent, nested = mlflow_runs(tracking_uri, experiment)
-    assert data["sweeps"].filter(pl.col("id") == sweep_id)["mlflow_run_id"].to_list() == [parent.info.run_id]
+    assert data["sweeps"].filter(pl.col("sweep_id") == sweep_id)["mlflow_run_id"].to_list() == [parent.info.run_id]
     assert len(nested) == 4 and len({r.data.tags["ttscale.cell_id"] for r in nested}) == 4
     assert sorted(data["cells"]["mlflow_run_id"].to_list()) == sorted(r.info.run_id for r in nested)
     for run in nested:
-        cell = data["cells"].filter(pl.col("id") == run.data.tags["ttscale.cell_id"]).row(0, named=True)
-        gen = cell["source_cell_id"] or cell["id"]
+        cell = data["cells"].filter(pl.col("cell_id") == run.data.tags["ttscale.cell_id"]).row(0, named=True)
+        gen = cell["source_cell_id"] or cell["cell_id"]
         assert run.data.metrics["accuracy_weighted"] == pytest.approx(expected_accuracy(data["verdicts"], gen, "weighted", cell["n"]))
 
 
@@ -72,22 +72,21 @@ def test_mlflow_server_down_mid_sweep_then_sync_fills_it_in(tmp_path: Path, back
 
 
 def _run_sweep_in_store(url: str, spec_path: Path, home: Path) -> str:
-    """The sweep run shard by shard through ttscale.execution (what the flows call), no Prefect."""
-    from ttscale import execution
+    """The sweep run shard by shard through the runner (what the flows call), no Prefect."""
+    from ttscale import runner, store, sweep_state
+    from ttscale.planning import check_sweep, plan_sweep
     from ttscale.settings import Settings
+    from ttscale.spec import read_sweep_file
 
     settings = Settings.from_env({"TTSCALE_HOME": str(home), "TTSCALE_DATABASE_URL": url})
-    spec, text = execution.read_spec_file(str(spec_path))
-    engine = execution.open_store(settings)
-    try:
-        plan = execution.build_plan(spec, settings, engine)
-        sweep_id = execution.register_plan(engine, plan, text, "test")
-        for shard in execution.shard_params(plan, sweep_id):
-            execution.run_stored_shard(engine, shard["cell"], shard["problem_ids"], settings, sweep_id=sweep_id)
-        assert execution.settle_sweep(engine, sweep_id, final=True).status == "done"
+    spec, text = read_sweep_file(str(spec_path))
+    with store.opened(settings.database_url) as engine:
+        plan = sweep_state.plan_remaining(engine, spec, check_sweep(spec, settings))
+        sweep_id = sweep_state.register_plan(engine, plan, text, "test")
+        for shard in sweep_state.shard_params(plan, sweep_id):
+            runner.run_shard(engine, shard["cell"], shard["problem_ids"], settings, sweep_id=sweep_id)
+        assert sweep_state.settle_sweep(engine, sweep_id, final=True).status == "done"
         return sweep_id
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.slow

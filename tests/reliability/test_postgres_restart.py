@@ -27,6 +27,7 @@ from tests.reliability.faults import (
     assert_stored_exactly_once,
     computed_since,
     fault_env,
+    one_cell_run_args,
     stored_keys,
     sweep_id_of,
     wait_mid_shard,
@@ -142,7 +143,7 @@ def test_shard_write_cut_by_a_server_restart_is_retried_whole_and_stored_once(pg
         cells = store.read_cells(conn)
     assert runs.height == 2 and cands.height == 4 and verdicts.height == 8
     assert cands.select("cell_id", "problem_id", "idx").n_unique() == 4
-    row = cells.filter(pl.col("id") == cell.cell_id).row(0, named=True)
+    row = cells.filter(pl.col("cell_id") == cell.cell_id).row(0, named=True)
     assert row["n_generated_tokens"] == runs["n_generated_tokens"].sum()  # totals added once
 
     # Writing the same shard again (what a retry after a lost COMMIT answer does) adds nothing.
@@ -153,12 +154,15 @@ def test_shard_write_cut_by_a_server_restart_is_retried_whole_and_stored_once(pg
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_sweep_survives_postgres_restarts_mid_shard(pg_cluster, tmp_path: Path, mlflow_uri, background):
+@pytest.mark.parametrize("command", ["sweep run", "run"])
+def test_sweep_survives_postgres_restarts_mid_shard(command, pg_cluster, tmp_path: Path, mlflow_uri, background):
+    """`ttscale sweep run` and `ttscale run` (a one-cell sweep) ride out the same outages."""
     url = migrated_store(pg_cluster.create_database("ttscale"))
     spec = small_spec(tmp_path, "pg-restart")
     trace = tmp_path / "trace.jsonl"
     env = fault_env(env_for(tmp_path / "home", url, mlflow_uri), trace=trace, delay_s=1.5)
-    proc = background.start([TTSCALE, "sweep", "run", str(spec)], env, "sweep-run")
+    args = ["sweep", "run", str(spec)] if command == "sweep run" else one_cell_run_args()
+    proc = background.start([TTSCALE, *args], env, "sweep-run")
     log = background.logs / "sweep-run.log"
 
     # 1. `pg_ctl restart -m fast` while a shard computes: pooled connections die.
@@ -177,7 +181,8 @@ def test_sweep_survives_postgres_restarts_mid_shard(pg_cluster, tmp_path: Path, 
     assert "store unavailable, retrying" in output, output[-6000:]
     assert "tracking: complete" in output
 
-    assert_stored_exactly_once(url, sweep_id_of(url, "pg-restart"))
+    sweep_id = sweep_id_of(url, "pg-restart") if command == "sweep run" else read_all(url, "")["sweeps"]["sweep_id"][0]
+    assert_stored_exactly_once(url, sweep_id)
     computed = computed_since(trace, 0)
     assert len(computed) == len(set(computed)) == 15, "a shard ran twice: the store retry should have saved it"
     assert first.keys | second.keys <= stored_keys(url)

@@ -69,7 +69,7 @@ def test_prefect_server_restart_mid_team_sweep_completes_with_nothing_run_twice(
     worker_log = background.logs / "worker.log"
     got = subprocess.run([TTSCALE, "sweep", "submit", str(spec), "--pool", pool, "--no-wait"], env=env, capture_output=True, text=True, timeout=600)
     assert got.returncode == 0 and "6 shard runs queued" in got.stdout, got.stdout[-3000:] + got.stderr[-5000:]
-    sweep_id = read_all(url, "")["sweeps"]["id"][0]
+    sweep_id = read_all(url, "")["sweeps"]["sweep_id"][0]
 
     wait_mid_shard(url, trace, worker, min_stored=3, timeout_s=900, log=worker_log)
     server.stop()  # SIGTERM: the server goes down while the worker's flow run computes

@@ -1,4 +1,4 @@
-"""The dashboard's data module (`dashboard/data.py`), imported as the Streamlit app imports it."""
+"""The dashboard's loaders module (`dashboard/loaders.py`), imported as the Streamlit app imports it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,6 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
 def load():
     if str(DASHBOARD) not in sys.path:
         sys.path.insert(0, str(DASHBOARD))
-    data = importlib.import_module("data")
+    data = importlib.import_module("loaders")
     data.clear()  # no frame cached by an earlier test (the URL keys them, but be sure)
     return data

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from ttscale import store
-from tests.integration.test_store_samples import sample_outcome, sample_sweep
+from tests.integration.test_store_samples import store_sample_sweep
 from tests.security import dashboard_data
 
 pytestmark = pytest.mark.postgres
@@ -34,12 +34,7 @@ WRITES = {
 def reader(postgres_store_url, monkeypatch):
     """A store with one sweep, the reader role, and the dashboard configured to use it."""
     engine = store.make_engine(postgres_store_url)
-    spec = sample_sweep()
-    with store.transaction(engine) as conn:
-        sweep_id = store.register_sweep(conn, spec, "name: x\n", "tests")
-        cell = spec.cells()[-1]
-        store.register_cell(conn, cell, sweep_id=sweep_id)
-        store.write_shard(conn, sample_outcome(cell.cell_id))
+    sweep_id, cell = store_sample_sweep(engine)
     role = f"reader_{uuid.uuid4().hex[:8]}"
     store.create_reader_role(engine, role, PASSWORD)
     url = sa.make_url(postgres_store_url).set(username=role, password=PASSWORD).render_as_string(hide_password=False)
@@ -64,8 +59,8 @@ def test_the_dashboard_reads_through_the_reader_role(reader):
     url, _, sweep_id, cell = reader
     data = dashboard_data.load()
     assert data.database_url() == url  # the role's URL is what the pages use
-    assert data.sweeps(url)["id"].to_list() == [sweep_id]
-    assert data.cells(url, sweep_id)["id"].to_list() == [cell.cell_id]
+    assert data.sweeps(url)["sweep_id"].to_list() == [sweep_id]
+    assert data.cells(url, sweep_id)["cell_id"].to_list() == [cell.cell_id]
     assert data.cell_problems(url, cell.cell_id).height == 2
     assert data.analyse(url, (cell.cell_id,)).n_candidates == 4
     view = data.problem_view(url, cell.cell_id, "test/algebra/1.json", "math500")

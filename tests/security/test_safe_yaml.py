@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from ttscale.errors import SpecError
-from ttscale.execution import parse_spec_text, read_spec_file
-from ttscale.spec import load_sweep_yaml
+from ttscale.spec import parse_sweep_text, read_sweep_file
 from tests.cli import ttscale
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +28,7 @@ def test_python_tags_are_refused_in_one_line_and_never_run(tmp_path, tag):
     text = f"name: {tag.format(marker=marker)}\nmodels: [m]\n"
     path = tmp_path / "spec.yaml"
     path.write_text(text, encoding="utf-8")
-    for parse in (lambda: parse_spec_text(text, "spec.yaml"), lambda: read_spec_file(str(path)), lambda: load_sweep_yaml(str(path))):
+    for parse in (lambda: parse_sweep_text(text, "spec.yaml"), lambda: read_sweep_file(str(path))):
         with pytest.raises(SpecError) as err:
             parse()
         message = str(err.value)

@@ -8,16 +8,17 @@ import polars as pl
 import pytest
 
 from ttscale.analysis.accuracy import cell_accuracy, seed_accuracy, t975
-from ttscale.analysis.configs import describe_cells
+from ttscale.analysis.cells import describe_cells
 from ttscale.analysis.verdicts import Verdicts, problem_verdicts
-from ttscale.spec import BeamSearchParams, BestOfNParams, CellSpec, DatasetSpec
+from ttscale.spec import CellSpec, DatasetSpec
+from ttscale.strategy_params import BeamSearchParams, BestOfNParams
 
 
 def cells_frame(specs: list[CellSpec]) -> pl.DataFrame:
     return pl.DataFrame(
         [
             {
-                "id": s.cell_id,
+                "cell_id": s.cell_id,
                 "model": s.model,
                 "verifier": s.verifier,
                 "aggregation": s.aggregation,

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from ttscale.analysis.comparison import compare_models, model_frontiers
-from ttscale.analysis.configs import describe_cells
+from ttscale.analysis.cells import describe_cells
 from ttscale.analysis.frontier import frontier_points
 from ttscale.analysis.verdicts import select_verdicts
 
@@ -21,8 +21,8 @@ LARGE_FLOPS = 8000  # per problem, one greedy answer
 def _frames(large_right: int):
     cells = pl.DataFrame(
         [
-            {"id": "small", "model": "1b", "dataset": "d", "strategy": "best_of_n", "n": 16, "seed": 0},
-            {"id": "large", "model": "8b", "dataset": "d", "strategy": "majority", "n": 1, "seed": 0},
+            {"cell_id": "small", "model": "1b", "dataset": "d", "strategy": "best_of_n", "n": 16, "seed": 0},
+            {"cell_id": "large", "model": "8b", "dataset": "d", "strategy": "majority", "n": 1, "seed": 0},
         ]
     )
     rows, runs = [], []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from ttscale.analysis.configs import describe_cells
+from ttscale.analysis.cells import describe_cells
 from ttscale.analysis.difficulty import difficulty_bins, quantile_bins, reference_cells
 from ttscale.errors import SpecError
 
@@ -33,7 +33,7 @@ def _sweep():
     for model in ("small", "large"):
         for strategy, n in (("best_of_n", 4), ("beam_search", 8)):
             cid = f"{model}-{strategy}"
-            cells.append({"id": cid, "model": model, "dataset": "d", "strategy": strategy, "n": n, "seed": 0,
+            cells.append({"cell_id": cid, "model": model, "dataset": "d", "strategy": strategy, "n": n, "seed": 0,
                           "verifier": "prm", "aggregation": "last"})  # fmt: skip
             for p in range(5):
                 for i in range(n):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from ttscale.analysis.configs import describe_cells
+from ttscale.analysis.cells import describe_cells
 from ttscale.analysis.frontier import assign_folds, compute_optimal, flops_grid, frontier_points
 from ttscale.analysis.verdicts import select_verdicts
 
@@ -102,9 +102,9 @@ def test_flops_grid_doubles_from_the_cheapest():
 def test_points_keep_only_budgets_that_are_real_runs_and_scale_flops():
     cells = pl.DataFrame(
         [
-            {"id": "bon0", "model": "m", "dataset": "d", "strategy": "best_of_n", "n": 4, "seed": 0},
-            {"id": "bon1", "model": "m", "dataset": "d", "strategy": "best_of_n", "n": 4, "seed": 1},
-            {"id": "beam", "model": "m", "dataset": "d", "strategy": "beam_search", "n": 4, "seed": 0},
+            {"cell_id": "bon0", "model": "m", "dataset": "d", "strategy": "best_of_n", "n": 4, "seed": 0},
+            {"cell_id": "bon1", "model": "m", "dataset": "d", "strategy": "best_of_n", "n": 4, "seed": 1},
+            {"cell_id": "beam", "model": "m", "dataset": "d", "strategy": "beam_search", "n": 4, "seed": 0},
         ]
     )
     rows = []

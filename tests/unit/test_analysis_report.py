@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from ttscale.analysis.report import TABLES, build_report, plot_frontier, render
-from ttscale.analysis.synthetic import synthetic_sweep
+from benchmarks.synthetic_sweep import synthetic_sweep
 from ttscale.errors import SpecError
 
 

@@ -19,21 +19,20 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 def _cells(rows: list[dict]) -> pl.DataFrame:
     base = {"model": "m", "verifier": None, "strategy": "best_of_n", "n": 4, "dataset": "d", "seed": 0,
-            "source_cell_id": None, "finished_at": None, "status": "running"}  # fmt: skip
+            "source_cell_id": None, "finished_at": None, "status": "running", "n_problems": 20}  # fmt: skip
     return pl.DataFrame([{**base, **r} for r in rows], schema_overrides={"finished_at": pl.Datetime("us", "UTC"), "started_at": pl.Datetime("us", "UTC")})
 
 
 def test_running_sweep_eta_extrapolates_the_rate_so_far():
     start = NOW - timedelta(seconds=60)
     cells = _cells([
-        {"id": "a", "n_problems_done": 10, "started_at": start},
-        {"id": "b", "n_problems_done": 0, "started_at": None, "status": "pending"},
-        {"id": "c", "n_problems_done": 0, "started_at": None, "source_cell_id": "a", "n": 2},
+        {"cell_id": "a", "n_problems_done": 10, "started_at": start},
+        {"cell_id": "b", "n_problems_done": 0, "started_at": None, "status": "pending"},
+        {"cell_id": "c", "n_problems_done": 0, "started_at": None, "source_cell_id": "a", "n": 2},
     ])  # fmt: skip
-    expected = pl.DataFrame({"cell_id": ["a", "b", "c"], "n_problems_expected": [20, 20, 20]})
-    progress = views.cell_progress(cells, expected, NOW)
-    assert progress.filter(pl.col("id") == "c")["n_problems_done"][0] == 10  # served: counts its source's
-    sweeps = pl.DataFrame({"id": ["s"], "status": ["running"]})
+    progress = views.cell_progress(cells, NOW)
+    assert progress.filter(pl.col("cell_id") == "c")["n_problems_done"][0] == 10  # served: counts its source's
+    sweeps = pl.DataFrame({"sweep_id": ["s"], "status": ["running"]})
     members = pl.DataFrame({"sweep_id": ["s"] * 3, "cell_id": ["a", "b", "c"]})
     row = views.sweep_progress(sweeps, progress, members, NOW).row(0, named=True)
     assert (row["problems_done"], row["problems_expected"]) == (10, 40)  # the served cell is not counted twice

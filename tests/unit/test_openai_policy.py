@@ -9,11 +9,15 @@ import socket
 import httpx
 import pytest
 
+from ttscale.backends.base import GenerationRequest
 from ttscale.backends.openai_http import OpenAIPolicy
 from ttscale.errors import BackendError
 
 URL = "http://vllm.test:8000/v1"
-GREEDY = dict(n=1, stop=None, max_tokens=4, temperature=0.0, top_p=1.0, seed=None)
+
+
+def greedy(prompt: str) -> GenerationRequest:
+    return GenerationRequest((prompt,), n=1, max_tokens=4, temperature=0.0)
 
 
 def completion_response(body: dict) -> dict:
@@ -72,8 +76,8 @@ def policy(server: Server, **kwargs) -> OpenAIPolicy:
 
 def test_generate_maps_choices_to_completions_in_index_order():
     server = Server()
-    got = policy(server).generate(["two words", "now three words"], n=3, stop=["\n\n"], max_tokens=4,
-                                  temperature=0.8, top_p=0.9, seed=7)
+    got = policy(server).generate(GenerationRequest(("two words", "now three words"), n=3, max_tokens=4, temperature=0.8,
+                                                    top_p=0.9, stop=("\n\n",), seed=7))
     assert [[c.finish_reason for c in row] for row in got] == [["step", "eos", "length"]] * 2
     assert [c.text for c in got[0]] == ["step one\n\n", "done", "a b c d"]
     assert [c.n_generated_tokens for c in got[1]] == [3, 2, 4]
@@ -96,7 +100,7 @@ def test_served_model_and_registered_parameter_count_are_looked_up():
 
 def test_transient_errors_are_retried():
     server = Server(fail_first=2)
-    got = policy(server, max_retries=2).generate(["a b"], **GREEDY)
+    got = policy(server, max_retries=2).generate(greedy("a b"))
     assert got[0][0].text == "step one\n\n"
     assert sum(path == "/v1/completions" for path, _ in server.requests) == 3
 
@@ -104,7 +108,7 @@ def test_transient_errors_are_retried():
 def test_persistent_errors_name_the_url():
     expected = r"http://vllm.test:8000/v1/completions failed after 2 attempts: HTTP 503: overloaded"
     with pytest.raises(BackendError, match=expected):
-        policy(Server(fail_first=5), max_retries=1).generate(["a"], **GREEDY)
+        policy(Server(fail_first=5), max_retries=1).generate(greedy("a"))
 
 
 def test_client_errors_are_not_retried():

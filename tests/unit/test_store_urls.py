@@ -8,7 +8,7 @@ import pytest
 
 from ttscale.errors import StoreError
 from ttscale.store.engine import make_engine, parse_url, redact_url
-from ttscale.store.versioning import code_version
+from ttscale.store.provenance import code_version
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.scripted import context, problems
-from ttscale.spec import BeamSearchParams, DVTSParams, MajorityParams, SelfRefineParams
+from ttscale.strategy_params import BeamSearchParams, BestOfNParams, DVTSParams, MajorityParams, SelfRefineParams
 from ttscale.strategies import load_strategy
 from ttscale.tree import check_tree
 
@@ -21,7 +21,7 @@ def run(name, params, n, count=3, **ctx_kwargs):
 
 
 def test_best_of_n_samples_n_in_one_call_per_shard():
-    results, ctx = run("best_of_n", MajorityParams(), 8, count=5)
+    results, ctx = run("best_of_n", BestOfNParams(), 8, count=5)
     assert [len(r.candidates) for r in results] == [8] * 5
     assert ctx.policy.calls == [(5, 8)]  # one batched call for all problems
     for r in results:
@@ -32,7 +32,7 @@ def test_best_of_n_samples_n_in_one_call_per_shard():
 
 def test_greedy_asks_for_each_copy_at_n_1():
     # vLLM refuses n > 1 with temperature 0: the copies go in as separate prompts, still one call.
-    results, ctx = run("best_of_n", MajorityParams(), 4, count=3, temperature=0.0)
+    results, ctx = run("best_of_n", BestOfNParams(), 4, count=3, temperature=0.0)
     assert [len(r.candidates) for r in results] == [4] * 3
     assert ctx.policy.calls == [(12, 1)]
 
@@ -96,7 +96,7 @@ def test_self_refine_keeps_every_round():
 
 @pytest.mark.parametrize(
     "name,params",
-    [("best_of_n", MajorityParams()), ("beam_search", BeamSearchParams(beam_width=2, n_iterations=5)),
+    [("best_of_n", BestOfNParams()), ("beam_search", BeamSearchParams(beam_width=2, n_iterations=5)),
      ("dvts", DVTSParams(beam_width=2, n_iterations=5)), ("self_refine", SelfRefineParams(n_rounds=1))],
 )
 def test_greedy_decoding_gives_the_same_tree_twice(name, params):
@@ -121,3 +121,8 @@ def test_verifier_scores_each_prefix_once():
     distinct_prefixes = {(r.problem_id, tuple(x.id for x in r.path(n.id))) for r in results for n in r.nodes}
     assert total_scored <= len(distinct_prefixes)
     assert ctx.cached_verifier.n_cached_steps > 0
+
+
+def test_a_strategy_refuses_another_strategys_parameters():
+    with pytest.raises(TypeError, match="strategy best_of_n needs BestOfNParams, got MajorityParams"):
+        run("best_of_n", MajorityParams(), 2)

@@ -8,7 +8,7 @@ matched FLOPs) → `report` (tables and the chart for the CLI and tracking).
 
 from ttscale.analysis.accuracy import cell_accuracy, seed_accuracy
 from ttscale.analysis.comparison import compare_models, model_frontiers
-from ttscale.analysis.configs import describe_cells
+from ttscale.analysis.cells import describe_cells
 from ttscale.analysis.difficulty import difficulty_bins, quantile_bins, reference_cells
 from ttscale.analysis.frontier import assign_folds, compute_optimal, frontier_points
 from ttscale.analysis.passk import pass_at_k, with_pass_at_k

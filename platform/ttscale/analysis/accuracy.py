@@ -60,7 +60,7 @@ def seed_accuracy(cell_acc: pl.DataFrame, described: pl.DataFrame) -> pl.DataFra
     """Accuracy per configuration across seeds.
 
     Columns: model, dataset, strategy, config, n_cell, n, method, accuracy, std, ci_low,
-    ci_high, n_seeds. `described` is `configs.describe_cells(cells)`; cells absent from it
+    ci_high, n_seeds. `described` is `cells.describe_cells(cells)`; cells absent from it
     (or from `cell_acc`) are left out.
     """
     joined = cell_acc.join(described, on="cell_id", how="inner")

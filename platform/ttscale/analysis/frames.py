@@ -18,7 +18,7 @@ CANDIDATE_COLUMNS = ("cell_id", "problem_id", "idx", "answer_class", "correct", 
 PROBLEM_RUN_COLUMNS = ("cell_id", "problem_id", "policy_flops", "verifier_flops")
 """Columns of `read_problem_runs` that compute accounting needs."""
 CELL_COLUMNS = ("cell_id", "model", "dataset", "strategy", "n", "seed")
-"""Columns a cells frame needs (see `ttscale.analysis.configs.describe_cells`)."""
+"""Columns a cells frame needs (see `ttscale.analysis.cells.describe_cells`)."""
 PROBLEM_COLUMNS = ("dataset", "problem_id", "level")
 
 

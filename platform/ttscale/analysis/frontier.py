@@ -18,7 +18,7 @@ the budget competes, so a cheaper n of a costlier strategy can win). Ties go to 
 
 Per-problem correctness of an option at n is the mean over seeds and draws (`points`). Only
 budgets that stand for a real run count: n = N, or any n for prefix-shareable strategies
-(`configs.budget_is_run`). FLOPs of the first n of N candidates are the cell's
+(`cells.budget_is_run`). FLOPs of the first n of N candidates are the cell's
 (policy + verifier) FLOPs per problem scaled by n/N — exact for independent samples and for
 whole DVTS subtrees, exact at n = N for every strategy.
 """
@@ -30,7 +30,8 @@ from typing import Literal
 
 import polars as pl
 
-from ttscale.analysis.configs import budget_is_run
+from ttscale.analysis.cell_results import prefix_cost
+from ttscale.analysis.cells import budget_is_run
 from ttscale.analysis.verdicts import SELECTORS
 
 Budget = Literal["n", "flops"]
@@ -67,7 +68,7 @@ def frontier_points(
 ) -> pl.DataFrame:
     """Per-problem correctness of every option at every real budget, pooled over seeds.
 
-    `per_problem` is `Verdicts.per_problem`; `described` is `configs.describe_cells`; `runs`
+    `per_problem` is `Verdicts.per_problem`; `described` is `cells.describe_cells`; `runs`
     is `store.read_problem_runs` (FLOPs; without it `flops_per_problem` is null). Columns:
     model, dataset, config, method, option, n, flops_per_problem, problem_id, correct.
     """
@@ -81,7 +82,7 @@ def frontier_points(
     if runs is not None:
         flops = cell_flops(runs)
         rows = rows.join(flops, on="cell_id", how="left").with_columns(
-            (pl.col("flops_cell") * pl.col("n") / pl.col("_n_max")).alias("_flops")
+            prefix_cost(pl.col("flops_cell"), pl.col("n"), pl.col("_n_max")).alias("_flops")
         )
     else:
         rows = rows.with_columns(pl.lit(None, dtype=pl.Float64).alias("_flops"))

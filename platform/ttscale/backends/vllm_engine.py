@@ -28,15 +28,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ttscale.backends.base import Completion
+from ttscale.backends.base import Completion, GenerationRequest
 from ttscale.errors import BackendError
+from ttscale.models import ModelInfo, count_parameters, ensure_local_weights, resolve_model
 from ttscale.settings import Settings
 from ttscale.tree import FinishReason
 
-if TYPE_CHECKING:
-    from ttscale.models import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +100,40 @@ def _configure_environment(settings: Settings) -> None:
     os.environ.setdefault("VLLM_DO_NOT_TRACK", "1")
 
 
+def _start_engine(
+    path: str, model: str, settings: Settings, dtype: str, what: str, *, in_process: bool = False, **engine_args: Any
+) -> tuple[Any, str, float]:
+    """A vLLM `LLM` on the model at `path`: (engine, the dtype it computes in, start-up seconds).
+    Every failure to start is one BackendError naming the model (vLLM raises many types).
+
+    `in_process`: run vLLM's engine core in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`,
+    read at construction only). The default engine core is a child process that starts stepping
+    as soon as the first requests of a call reach it, so how a call's requests are batched
+    depends on timing; on a loaded CPU in bf16 that can flip a greedy token. In process, every
+    request of a call is queued before the first step: greedy decoding repeats exactly, at
+    1.7-2.4x the wall time under load (measured, docs/performance.md)."""
+    _configure_environment(settings)
+    start = time.monotonic()
+    previous = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    if in_process:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        from vllm import LLM
+
+        resolved = engine_dtype(dtype)
+        llm = LLM(model=path, dtype=resolved, **engine_args)
+    except Exception as err:  # noqa: BLE001 - vLLM raises many types at start-up; all mean "no engine"
+        message = f"vllm: cannot start {what} for {model!r} at {path}: {err}"
+        raise BackendError(" ".join(message.split())) from err
+    finally:
+        if in_process:
+            if previous is None:
+                os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+            else:
+                os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = previous
+    return llm, resolved, time.monotonic() - start
+
+
 class VllmPolicy:
     """A `Policy` on vLLM's offline `LLM` engine (prefix caching on unless turned off)."""
 
@@ -119,6 +152,7 @@ class VllmPolicy:
         max_logprobs: int = 20,
         enable_prefix_caching: bool = True,
         log_stats: bool = False,
+        in_process: bool = False,
     ) -> None:
         """Start an engine on the HF-layout model at `path` (a folder or HF id).
 
@@ -128,10 +162,10 @@ class VllmPolicy:
         long GPU runs. `gpu_memory_utilization` is this engine's share of the GPU (a policy and a PRM
         engine share one GPU at the default). `max_logprobs` bounds `k` of the logprob calls.
         `enable_prefix_caching` off is for measuring what the cache saves (benchmarks/prefix_cache.py);
-        `log_stats` turns on vLLM's engine counters, read with `engine_counters`.
+        `log_stats` turns on vLLM's engine counters, read with `engine_counters`. `in_process`: see
+        `_start_engine` (exactly repeatable greedy decoding, slower).
         """
         self.model = model
-        self.dtype = dtype
         self.n_params = n_params
         self.path = str(path)
         self.seed = seed
@@ -141,27 +175,11 @@ class VllmPolicy:
         self.log_stats = log_stats
         self._lock = threading.Lock()
         self._warned_seeds: set[int] = set()
-        _configure_environment(settings)
-        start = time.monotonic()
-        try:
-            from vllm import LLM
-
-            self.dtype = engine_dtype(dtype)
-            self._llm = LLM(
-                model=self.path,
-                dtype=self.dtype,
-                seed=seed,
-                enforce_eager=enforce_eager,
-                enable_prefix_caching=enable_prefix_caching,
-                max_model_len=max_model_len,
-                gpu_memory_utilization=gpu_memory_utilization,
-                max_logprobs=max_logprobs,
-                disable_log_stats=not log_stats,
-            )
-        except Exception as err:  # noqa: BLE001 - vLLM raises many types at start-up; all mean "no engine"
-            message = f"vllm: cannot start an engine for {model!r} at {self.path}: {err}"
-            raise BackendError(" ".join(message.split())) from err
-        self.startup_s = time.monotonic() - start
+        self._llm, self.dtype, self.startup_s = _start_engine(
+            self.path, model, settings, dtype, "an engine", in_process=in_process, seed=seed, enforce_eager=enforce_eager,
+            enable_prefix_caching=enable_prefix_caching, max_model_len=max_model_len,
+            gpu_memory_utilization=gpu_memory_utilization, max_logprobs=max_logprobs, disable_log_stats=not log_stats,
+        )  # fmt: skip
         self.tokenizer = self._llm.get_tokenizer()
         self._bos_id = getattr(self.tokenizer, "bos_token_id", None)
         log.info("vllm engine ready model=%s dtype=%s seed=%d eager=%s startup_s=%.1f",
@@ -201,24 +219,15 @@ class VllmPolicy:
             except Exception as err:  # noqa: BLE001 - engine failures surface as many types
                 raise BackendError(" ".join(f"vllm: generation failed for {self.model!r}: {err}".split())) from err
 
-    def generate(
-        self,
-        prompts: Sequence[str],
-        *,
-        n: int,
-        stop: Sequence[str] | None,
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int | None,
-    ) -> list[list[Completion]]:
+    def generate(self, request: GenerationRequest) -> list[list[Completion]]:
         """`n` completions per prompt in one engine call; stop strings kept in the text.
 
         `seed` is the engine's seed (set by `get_policy`); a different value is not applied per
         request (see the module docstring) and is logged once.
         """
-        if not prompts:
+        if not request.prompts:
             return []
+        seed = request.seed
         if seed is not None and seed != self.seed and seed not in self._warned_seeds:
             self._warned_seeds.add(seed)
             log.warning("vllm: seed=%d requested but the engine was seeded with %d; per-request seeds are "
@@ -226,14 +235,14 @@ class VllmPolicy:
         from vllm import SamplingParams
 
         params = SamplingParams(
-            n=n,
-            stop=list(stop) if stop else None,
+            n=request.n,
+            stop=list(request.stop) if request.stop else None,
             include_stop_str_in_output=True,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
         )
-        outputs = self._run(self.tokenize(prompts), params)
+        outputs = self._run(self.tokenize(request.prompts), params)
         result = []
         for req in outputs:
             n_prompt = len(req.prompt_token_ids)
@@ -346,24 +355,10 @@ class VllmRewardModel:
         self.n_params = n_params
         self.path = str(path)
         self._lock = threading.Lock()
-        _configure_environment(settings)
-        start = time.monotonic()
-        try:
-            from vllm import LLM
-
-            self.dtype = engine_dtype(dtype)
-            self._llm = LLM(
-                model=self.path,
-                runner="pooling",
-                dtype=self.dtype,
-                enforce_eager=enforce_eager,
-                max_model_len=max_model_len,
-                gpu_memory_utilization=gpu_memory_utilization,
-            )
-        except Exception as err:  # noqa: BLE001 - vLLM raises many types at start-up; all mean "no engine"
-            message = f"vllm: cannot start a pooling engine for {model!r} at {self.path}: {err}"
-            raise BackendError(" ".join(message.split())) from err
-        self.startup_s = time.monotonic() - start
+        self._llm, self.dtype, self.startup_s = _start_engine(
+            self.path, model, settings, dtype, "a pooling engine", runner="pooling", enforce_eager=enforce_eager,
+            max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+        )  # fmt: skip
         self.tokenizer = self._llm.get_tokenizer()
         log.info("vllm reward engine ready model=%s dtype=%s startup_s=%.1f", model, self.dtype, self.startup_s)
 
@@ -411,8 +406,6 @@ def _stop(engine: Any) -> None:
 
 def _weights(model: str | ModelInfo, settings: Settings) -> tuple[str, str, int]:
     """(name, local weights folder, parameter count) of a model name or resolved ModelInfo."""
-    from ttscale.models import ModelInfo, count_parameters, ensure_local_weights, resolve_model
-
     info = model if isinstance(model, ModelInfo) else resolve_model(model, settings)
     path = ensure_local_weights(info, settings)
     n_params = info.n_params if info.n_params is not None else count_parameters(Path(path))
@@ -447,6 +440,7 @@ def get_policy(
     role: str = "policy",
     enable_prefix_caching: bool = True,
     log_stats: bool = False,
+    in_process: bool = False,
 ) -> VllmPolicy:
     """The process's engine for `model` (registered name, HF id, local folder, or its resolved
     `ModelInfo`), built on first use.
@@ -457,12 +451,12 @@ def get_policy(
     """
     name, path, n_params = _weights(model, settings)
     config = (path, dtype, seed, enforce_eager, max_model_len, gpu_memory_utilization, max_logprobs,
-              enable_prefix_caching, log_stats)
+              enable_prefix_caching, log_stats, in_process)
     return _cached((path, role), config, lambda: VllmPolicy(
         path, model=name, n_params=n_params, settings=settings, seed=seed, dtype=dtype,
         enforce_eager=enforce_eager, max_model_len=max_model_len,
         gpu_memory_utilization=gpu_memory_utilization, max_logprobs=max_logprobs,
-        enable_prefix_caching=enable_prefix_caching, log_stats=log_stats,
+        enable_prefix_caching=enable_prefix_caching, log_stats=log_stats, in_process=in_process,
     ))
 
 

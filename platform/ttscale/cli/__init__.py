@@ -1,17 +1,30 @@
 """The `ttscale` command. Each sub-command lives in a module of this package that exposes
-`register(app)`; this file only wires them and turns TtscaleError into a one-line message.
+`register(app)`; this file only wires them and turns errors into one line.
 
-Exit codes: 0 ok, 2 bad input (SpecError, DataError), 1 a failed run; any other exception is
-a bug and keeps its traceback.
+Exit codes: 0 ok, 2 bad input (SpecError, DataError, a usage error), 1 a failed run; any other
+exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
 
+from ttscale.cli import dashboard, db, export, importing, listing, report, run, sweep, worker
 from ttscale.errors import TtscaleError
+
+try:  # Typer 0.29 vendors click; its usage errors are not click's own classes.
+    from typer._click.exceptions import ClickException as _VendoredClickException
+    from typer._click.exceptions import NoArgsIsHelpError as _VendoredNoArgsIsHelp
+except ImportError:  # an older Typer on real click
+    from click.exceptions import ClickException as _VendoredClickException
+    from click.exceptions import NoArgsIsHelpError as _VendoredNoArgsIsHelp
+import click
+
+USAGE_ERRORS = (_VendoredClickException, click.ClickException)
+HELP_ERRORS = (_VendoredNoArgsIsHelp, click.exceptions.NoArgsIsHelpError)
 
 app = typer.Typer(
     name="ttscale",
@@ -25,8 +38,6 @@ app = typer.Typer(
 @app.callback()
 def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging")) -> None:
     """Entry points own logging: ttscale's library loggers go to stderr, one line each."""
-    import logging
-
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger("ttscale")
@@ -34,15 +45,18 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debu
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def _register_all() -> None:
-    # One import line per sub-command module; each module keeps its heavy imports inside its commands.
-    from ttscale.cli import dashboard, db, export, importing, listing, report, run, sweep, worker
-
-    for module in (listing, run, db, export, report, importing, dashboard, sweep, worker):
-        module.register(app)
+for _module in (listing, run, db, export, report, importing, dashboard, sweep, worker):
+    _module.register(app)
 
 
-_register_all()
+def usage_line(err: Exception) -> str:
+    """A usage error as one line: what is wrong, the command's usage, where help is."""
+    message = " ".join(err.format_message().split())  # type: ignore[attr-defined]
+    ctx = getattr(err, "ctx", None)
+    if ctx is None:
+        return f"error: {message}"
+    usage = " ".join(ctx.get_usage().split()).removeprefix("Usage: ")
+    return f"error: {message} (usage: {usage}; see `{ctx.command_path} --help`)"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,10 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
         sys.exit(130)
-    except Exception as err:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
+    except HELP_ERRORS as err:  # a group named without its command: its help, as `--help` shows it
+        err.show()
+        sys.exit(err.exit_code)
+    except USAGE_ERRORS as err:
+        print(usage_line(err), file=sys.stderr)
+        sys.exit(err.exit_code)

@@ -7,15 +7,23 @@ $TTSCALE_DASHBOARD_DATABASE_URL (a read-only role on a team install), else the s
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
 
+from ttscale import store
+from ttscale.cli.context import settings_for
+from ttscale.errors import DataError
+from ttscale.redaction import redact_url
+from ttscale.store.engine import parse_url, sqlite_path
+from ttscale.store.provenance import repo_root
 
-def app_path():
+
+def app_path() -> Path:
     """`<checkout>/dashboard/app.py` (the dashboard lives beside the package, not inside it)."""
-    from ttscale.store.versioning import repo_root
-
     return repo_root() / "dashboard" / "app.py"
 
 
@@ -41,24 +49,18 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Serve the dashboard: sweeps, frontiers, compute-optimal table, problem explorer, audit."""
-        import os
-        import sys
-
-        from ttscale import store
-        from ttscale.errors import DataError
-        from ttscale.settings import Settings
-        from ttscale.store.engine import parse_url, sqlite_path
-
         path = app_path()
         if not path.is_file():
             raise DataError(f"dashboard: {path} not found; `ttscale dashboard` runs from a checkout of the repository")
-        url = db or Settings.from_env().dashboard_database_url
+        url = settings_for(db).dashboard_database_url
         file = sqlite_path(parse_url(url))
         if file is not None and not file.expanduser().is_file():  # connecting would create an empty file
             raise DataError(f"--db: no SQLite store at {file}; run `ttscale db upgrade` or a sweep first")
-        store.check_reachable_and_migrated(store.make_engine(url))
+        with store.opened(url, create_embedded=False):  # reachable and migrated, or one line now
+            pass
+        # The Streamlit server is another process: the store URL reaches it as its setting.
         env = {**os.environ, "TTSCALE_DASHBOARD_DATABASE_URL": url, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-        typer.echo(f"ttscale dashboard on http://{host}:{port} reading {store.redact_url(url)}", err=True)
+        typer.echo(f"ttscale dashboard on http://{host}:{port} reading {redact_url(url)}", err=True)
         sys.stdout.flush()
         sys.stderr.flush()
         os.execve(sys.executable, streamlit_command(sys.executable, str(path), host, port), env)

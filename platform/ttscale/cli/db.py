@@ -1,7 +1,7 @@
 """`ttscale db upgrade | downgrade | current | check`: the results store's schema.
 
 The store is `--db URL`, else $TTSCALE_DATABASE_URL, else the SQLite file under $TTSCALE_HOME.
-URLs are printed with the password replaced by `***`.
+URLs are printed with their secrets replaced by `***`.
 """
 
 from __future__ import annotations
@@ -10,14 +10,12 @@ from typing import Optional
 
 import typer
 
-DB_HELP = "Store URL (default: $TTSCALE_DATABASE_URL or the SQLite file under $TTSCALE_HOME)"
-
-
-def store_url(db: str | None) -> str:
-    """The store URL a command uses: `--db`, else the environment's setting."""
-    from ttscale.settings import Settings
-
-    return db or Settings.from_env().database_url
+from ttscale.store import Engine
+from ttscale import store
+from ttscale.cli.context import DB_HELP, settings_for
+from ttscale.errors import SpecError, StoreError
+from ttscale.redaction import redact_url
+from ttscale.store.migrate import current_revision
 
 
 def register(app: typer.Typer) -> None:
@@ -30,11 +28,9 @@ def register(app: typer.Typer) -> None:
         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     ) -> None:
         """Create the schema, or upgrade it to REVISION (default: the latest)."""
-        from ttscale import store
-
-        engine = store.make_engine(store_url(db), create_dirs=True)
+        engine = store.make_engine(settings_for(db).database_url, create_dirs=True)
         store.upgrade(engine, revision)
-        typer.echo(f"{store.redact_url(engine.url)}: at revision {_current(engine)}")
+        typer.echo(f"{redact_url(engine.url)}: at revision {_current(engine)}")
 
     @db_app.command("downgrade")
     def downgrade(
@@ -43,41 +39,30 @@ def register(app: typer.Typer) -> None:
         yes: bool = typer.Option(False, "--yes", help="Confirm: a downgrade deletes the data of dropped tables"),
     ) -> None:
         """Downgrade the schema to REVISION."""
-        from ttscale import store
-        from ttscale.errors import SpecError
-
         if not yes:
             raise SpecError("downgrade: deletes stored results; pass --yes to confirm")
-        engine = store.make_engine(store_url(db))
+        engine = store.make_engine(settings_for(db).database_url)
         store.downgrade(engine, revision)
-        typer.echo(f"{store.redact_url(engine.url)}: at revision {_current(engine) or 'none'}")
+        typer.echo(f"{redact_url(engine.url)}: at revision {_current(engine) or 'none'}")
 
     @db_app.command("current")
     def current(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
         """Print the store's schema revision (`none` for an empty database)."""
-        from ttscale import store
-
-        engine = store.make_engine(store_url(db))
-        typer.echo(f"{store.redact_url(engine.url)}: at revision {_current(engine) or 'none'} (code expects {store.head_revision()})")
+        engine = store.make_engine(settings_for(db).database_url)
+        typer.echo(f"{redact_url(engine.url)}: at revision {_current(engine) or 'none'} (code expects {store.head_revision()})")
 
     @db_app.command("check")
     def check(db: Optional[str] = typer.Option(None, "--db", help=DB_HELP)) -> None:
         """Exit 0 if the store is reachable, at the latest revision and matches the models."""
-        from ttscale import store
-        from ttscale.errors import StoreError
-
-        engine = store.make_engine(store_url(db))
+        engine = store.make_engine(settings_for(db).database_url)
         revision = store.check_reachable_and_migrated(engine)
         with store.connect(engine) as conn:
             drift = store.schema_drift(conn)
         if drift:
-            raise StoreError(f"store {store.redact_url(engine.url)} differs from the models: {drift[0]!r} (+{len(drift) - 1} more)")
-        typer.echo(f"{store.redact_url(engine.url)}: ok, at revision {revision}")
+            raise StoreError(f"store {redact_url(engine.url)} differs from the models: {drift[0]!r} (+{len(drift) - 1} more)")
+        typer.echo(f"{redact_url(engine.url)}: ok, at revision {revision}")
 
 
-def _current(engine) -> str | None:  # noqa: ANN001
-    from ttscale.store import connect
-    from ttscale.store.migrate import current_revision
-
-    with connect(engine) as conn:
+def _current(engine: Engine) -> str | None:
+    with store.connect(engine) as conn:
         return current_revision(conn)

@@ -7,7 +7,10 @@ from typing import Optional
 
 import typer
 
-from ttscale.cli.db import DB_HELP, store_url
+from ttscale import store
+from ttscale.cli.context import DB_HELP, settings_for
+from ttscale.errors import SpecError
+from ttscale.store.export import resolve_sweep
 
 
 def register(app: typer.Typer) -> None:
@@ -19,15 +22,9 @@ def register(app: typer.Typer) -> None:
         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     ) -> None:
         """Write a sweep's cells, problems, candidates, nodes and verdicts, plus sweep.json."""
-        from ttscale import store
-        from ttscale.errors import SpecError
-        from ttscale.store.export import resolve_sweep
-
         if fmt not in store.FORMATS:
             raise SpecError(f"--format: must be one of {', '.join(store.FORMATS)}, got {fmt!r}")
-        engine = store.make_engine(store_url(db))
-        store.check_reachable_and_migrated(engine)
-        with store.connect(engine) as conn:
+        with store.opened(settings_for(db).database_url, create_embedded=False) as engine, store.connect(engine) as conn:
             sweep_id = resolve_sweep(conn, sweep)
             # The default directory is named by the validated hex id, never by the sweep's name.
             paths = store.export_sweep(conn, sweep_id, out or Path("exports") / sweep_id, fmt)

@@ -9,6 +9,13 @@ from typing import Optional
 
 import typer
 
+from ttscale import store
+from ttscale.cli.context import DB_HELP, settings_for
+from ttscale.errors import SpecError
+from ttscale.importers import IMPORT_FORMATS
+from ttscale.importers.search_and_learn import convert, read_completions
+from ttscale.runner import accuracy_at
+
 
 def register(app: typer.Typer) -> None:
     @app.command("import")
@@ -20,43 +27,37 @@ def register(app: typer.Typer) -> None:
         aggregation: str = typer.Option("last", help="Step-score aggregation: last | min | prod"),
         dataset: Optional[str] = typer.Option(None, help="Dataset label (default: the file name without suffix)"),
         beam_width: int = typer.Option(4, help="M of beam_search/dvts (recorded in the cell spec)"),
-        db: Optional[str] = typer.Option(None, help="Store URL (default: $TTSCALE_DATABASE_URL or the SQLite file)"),
+        db: Optional[str] = typer.Option(None, help=DB_HELP),
     ) -> None:
         """Import a completions file as one cell: answers extracted and graded, step scores aggregated."""
-        from ttscale import store
-        from ttscale.errors import SpecError
-        from ttscale.importers import IMPORT_FORMATS
-        from ttscale.importers.search_and_learn import convert, read_completions
-        from ttscale.settings import Settings
-
         if fmt not in IMPORT_FORMATS:
             raise SpecError(f"--format: unknown {fmt!r}; allowed: {', '.join(IMPORT_FORMATS)}")
-        url = db or Settings.from_env().database_url
-        engine = store.make_engine(url)
-        store.check_reachable_and_migrated(engine)  # before the (slow) grading: a bad store fails first
-        rows = read_completions(file)
-        cell, outcome = convert(
-            rows,
-            model=model,
-            strategy=strategy,
-            dataset=dataset or file.stem,
-            aggregation=aggregation,
-            beam_width=beam_width,
-            source=str(file),
-        )
-        with store.transaction(engine) as conn:
-            store.register_cell(conn, cell)
-            written = store.write_shard(conn, outcome)
-            store.set_cell_status(conn, cell.cell_id, "done")
-        n = cell.n
-        at_n = [v for v in outcome.verdicts if v.n == n]
-        accuracy = {
-            m: sum(v.correct for v in at_n if v.method == m) / max(1, len(outcome.problems))
-            for m in ("naive", "weighted", "majority", "pass")
-        }
-        typer.echo(
-            f"imported cell {cell.cell_id}: {written.n_written_problems} problems written, "
-            f"{written.n_skipped_problems} already stored; {sum(len(r.candidates) for r in outcome.results)} candidates, "
-            f"n={n}, dataset={cell.dataset.label}"
-        )
-        typer.echo("accuracy@n=" + str(n) + ": " + ", ".join(f"{m} {a:.3f}" for m, a in accuracy.items()))
+        with store.opened(settings_for(db).database_url) as engine:  # before the (slow) grading: a bad store fails first
+            import_file(engine, file, model=model, strategy=strategy, dataset=dataset or file.stem,
+                        aggregation=aggregation, beam_width=beam_width)  # fmt: skip
+
+
+def import_file(engine, file: Path, *, model: str, strategy: str, dataset: str, aggregation: str, beam_width: int) -> None:  # noqa: ANN001
+    """Grade a completions file, store it as one cell and print what was stored."""
+    rows = read_completions(file)
+    cell, outcome = convert(
+        rows,
+        model=model,
+        strategy=strategy,
+        dataset=dataset,
+        aggregation=aggregation,
+        beam_width=beam_width,
+        source=str(file),
+    )
+    with store.transaction(engine) as conn:
+        store.register_cell(conn, cell, n_problems=len(outcome.problems))
+        written = store.write_shard(conn, outcome)
+        store.set_cell_status(conn, cell.cell_id, "done")
+    n = cell.n
+    accuracy = accuracy_at(outcome.verdicts, n)
+    typer.echo(
+        f"imported cell {cell.cell_id}: {written.n_written_problems} problems written, "
+        f"{written.n_skipped_problems} already stored; {sum(len(r.candidates) for r in outcome.results)} candidates, "
+        f"n={n}, dataset={cell.dataset.label}"
+    )
+    typer.echo("accuracy@n=" + str(n) + ": " + ", ".join(f"{m} {a:.3f}" for m, a in accuracy.items()))

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from ttscale.data import DATASETS
+from ttscale.errors import SpecError
+from ttscale.models import MODELS
+from ttscale.registry import Registry
+from ttscale.strategies import STRATEGIES, strategy_names
+from ttscale.verifiers import VERIFIERS, verifier_names
+
 KINDS = ("strategies", "verifiers", "datasets", "models", "aggregations")
 
 
@@ -11,8 +18,6 @@ def register(app: typer.Typer) -> None:
     @app.command("ls")
     def ls(kind: str = typer.Argument(..., help=f"One of: {', '.join(KINDS)}")) -> None:
         """List the registered names of one kind, with a description each."""
-        from ttscale.errors import SpecError
-
         if kind not in KINDS:
             raise SpecError(f"kind: unknown {kind!r}; allowed: {', '.join(KINDS)}")
         if kind == "aggregations":
@@ -25,21 +30,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{name.ljust(width)}  {description}")
 
 
-def _registry(kind: str):
+def _registry(kind: str) -> Registry:
     if kind == "strategies":
-        from ttscale.strategies import STRATEGIES, strategy_names
-
-        strategy_names()
+        strategy_names()  # every strategy module registered
         return STRATEGIES
     if kind == "verifiers":
-        from ttscale.verifiers import VERIFIERS, verifier_names
-
         verifier_names()
         return VERIFIERS
-    if kind == "datasets":
-        from ttscale.data import DATASETS
-
-        return DATASETS
-    from ttscale.models import MODELS
-
-    return MODELS
+    return DATASETS if kind == "datasets" else MODELS

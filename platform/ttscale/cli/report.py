@@ -5,17 +5,28 @@ JSON, CSV or Markdown; `--plot out.png` writes the frontier chart.
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from ttscale import results, store
+from ttscale.analysis.difficulty import BIN_KINDS
+from ttscale.analysis.report import FORMATS, TABLES, Report, plot_frontier, render, rich_tables
+from ttscale.analysis.verdicts import MODES
+from ttscale.cli.context import DB_HELP, console, settings_for
+from ttscale.errors import SpecError
+
+logger = logging.getLogger(__name__)
+
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
-        target: str = typer.Argument(..., metavar="SWEEP_OR_CELL", help="A sweep id or name, or a cell id"),
+        target: str = typer.Argument(..., metavar="SWEEP_OR_CELL", help="A sweep id, id prefix or name, or a cell id"),
         fmt: str = typer.Option("table", "--format", help="table | json | csv | markdown"),
         plot: Optional[Path] = typer.Option(None, "--plot", help="Write the frontier chart to this PNG file"),
         mode: str = typer.Option("prefix", help="prefix (first n by idx, as the reference) | bootstrap (random subsets)"),
@@ -27,14 +38,9 @@ def register(app: typer.Typer) -> None:
             None, "--table", help="Only these tables (repeatable): accuracy, bins, frontier, frontier_flops, models, comparison"
         ),
         out: Optional[Path] = typer.Option(None, "--out", help="Write the report to this file instead of stdout"),
-        db: Optional[str] = typer.Option(None, help="Store URL (default: $TTSCALE_DATABASE_URL or the SQLite file)"),
+        db: Optional[str] = typer.Option(None, help=DB_HELP),
     ) -> None:
         """Analyse stored cells: accuracy@n, bins, compute-optimal frontier, models at matched FLOPs."""
-        from ttscale.analysis.difficulty import BIN_KINDS
-        from ttscale.analysis.report import FORMATS, TABLES
-        from ttscale.analysis.verdicts import MODES
-        from ttscale.errors import SpecError
-
         for name, value, allowed in (("--format", fmt, FORMATS), ("--mode", mode, MODES), ("--bins", bins, BIN_KINDS)):
             if value not in allowed:
                 raise SpecError(f"{name}: unknown {value!r}; allowed: {', '.join(allowed)}")
@@ -43,90 +49,31 @@ def register(app: typer.Typer) -> None:
                 raise SpecError(f"--table: unknown {name!r}; allowed: {', '.join(TABLES)}")
         if draws < 1:
             raise SpecError(f"--draws: must be >= 1, got {draws}")
-        result = build_from_store(
-            target, _database_url(db), mode=mode, bins=bins, n_draws=draws, seed=seed, fold_seed=fold_seed
-        )
+        result = build_from_store(target, settings_for(db).database_url, mode=mode, bins=bins, n_draws=draws, seed=seed, fold_seed=fold_seed)
         write_report(result, fmt, table, out)
         if plot is not None:
-            from ttscale.analysis.report import plot_frontier
-
             path = plot_frontier(result.models, plot, frontier=result.frontier, title=f"ttscale report {target}")
             typer.echo(f"plot: {path}", err=True)
 
 
-def _database_url(db: str | None) -> str:
-    from ttscale.settings import Settings
-
-    return db or Settings.from_env().database_url
-
-
-def resolve_cells(conn, target: str):
-    """The cells `target` names (a sweep id, a sweep name — newest first — or a cell id),
-    plus the larger cells they reuse candidates from. SpecError if it names nothing."""
-    import polars as pl
-
-    from ttscale import store
-    from ttscale.errors import SpecError
-
-    everything = store.read_cells(conn)
-    sweeps = store.read_sweeps(conn)
-    by_name = sweeps.filter(pl.col("name") == target)
-    if target in sweeps["id"].to_list() or by_name.height:
-        sweep_id = target if target in sweeps["id"].to_list() else by_name["id"][0]
-        chosen = store.read_cells(conn, sweep_id=sweep_id)
-    elif target in everything["id"].to_list():
-        chosen = everything.filter(pl.col("id") == target)
-    else:
-        raise SpecError(
-            f"SWEEP_OR_CELL: no sweep or cell {target!r} in the store "
-            f"({sweeps.height} sweeps, {everything.height} cells; `ttscale export` lists them)"
-        )
-    sources = set(chosen["source_cell_id"].drop_nulls().to_list()) - set(chosen["id"].to_list())
-    if sources:
-        chosen = pl.concat([chosen, everything.filter(pl.col("id").is_in(sorted(sources)))])
-    return chosen
-
-
-def build_from_store(target: str, url: str, **options):
-    """Read the cells, candidates, problem runs and problems of `target`; build the report."""
-    import logging
-    import time
-
-    import polars as pl
-
-    from ttscale import store
-    from ttscale.analysis.report import build_report
-
-    log = logging.getLogger("ttscale.cli.report")
-    engine = store.make_engine(url)
-    store.check_reachable_and_migrated(engine)
+def build_from_store(target: str, url: str, **options: object) -> Report:
+    """Read the cells of `target` with what analysis needs, and build the report."""
     start = time.perf_counter()
-    with store.connect(engine) as conn:
-        cells = resolve_cells(conn, target)
-        ids = cells["id"].to_list()
-        candidates = store.read_candidates(conn, ids)
-        runs = store.read_problem_runs(conn, ids)
-        datasets = sorted(set(cells["dataset"].to_list()))
-        problems = pl.concat([store.read_problems(conn, dataset=d) for d in datasets]) if datasets else None
-    log.info("report read cells=%d candidates=%d elapsed_s=%.1f", len(ids), candidates.height, time.perf_counter() - start)
-    if candidates.height == 0:
-        from ttscale.errors import SpecError
-
+    with store.opened(url, create_embedded=False) as engine, store.connect(engine) as conn:
+        stored = results.read_results(conn, results.resolve_cells(conn, target))
+    logger.info("report read cells=%d candidates=%d elapsed_s=%.1f", stored.cells.height, stored.candidates.height, time.perf_counter() - start)
+    if stored.candidates.height == 0:
         raise SpecError(f"SWEEP_OR_CELL: {target!r} has no stored candidates yet")
-    result = build_report(cells, candidates, runs, problems, **options)
-    log.info("report built cells=%d elapsed_s=%.1f", len(ids), time.perf_counter() - start)
-    return result
+    built = results.report(stored, **options)
+    logger.info("report built cells=%d elapsed_s=%.1f", stored.cells.height, time.perf_counter() - start)
+    return built
 
 
-def write_report(result, fmt: str, tables: list[str] | None, out: Path | None) -> None:
-    from ttscale.analysis.report import render, rich_tables
-
+def write_report(result: Report, fmt: str, tables: list[str] | None, out: Path | None) -> None:
     if fmt == "table" and out is None:
-        from rich.console import Console
-
-        console = Console(file=sys.stdout)
+        terminal = console()
         for t in rich_tables(result, tables):
-            console.print(t)
+            terminal.print(t)
         return
     text = render(result, fmt, tables)
     if out is None:

@@ -1,18 +1,34 @@
 """`ttscale run`: one cell (model × verifier × strategy × budget × dataset × seed), here and now.
 
-Results go to the store (resuming: problems already stored for this cell are skipped) and to
-a JSONL file; a table of accuracy, tokens, FLOPs and wall time is printed.
+A one-cell sweep: the options become a sweep spec of one cell, which runs exactly as `ttscale
+sweep run` runs a sweep (`sweep.run_here`) — planned against the store (problems already stored
+for this cell are skipped: rerunning resumes), shard by shard with the sweep's retries and
+progress, tracked in MLflow. Then the cell's accuracy, tokens, FLOPs and wall time are printed
+and its stored results written as JSON lines under $TTSCALE_HOME/runs/.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
 import typer
+import yaml
+from pydantic import ValidationError
+
+from ttscale import store
+from ttscale.cli.context import DB_HELP, console, settings_for
+from ttscale.cli.sweep import run_here
+from ttscale.errors import SpecError
+from ttscale.planning import prepare_cell
+from ttscale.spec import CellSpec, SweepSpec, format_validation_error
+from ttscale.strategies import STRATEGIES, strategy_names
+from ttscale.strategy_params import PARAMS_BY_NAME
+
+STRATEGY_OPTIONS = ("beam_width", "n_iterations", "lookahead", "n_rounds")
+"""Strategy parameters with their own option; any other goes through `--param KEY=VALUE`."""
 
 
 def register(app: typer.Typer) -> None:
@@ -22,13 +38,14 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option("arith", help="Dataset: math500, gsm8k, arith, or a .jsonl file path"),
         limit: Optional[int] = typer.Option(None, help="Use only the first LIMIT problems"),
         levels: Optional[str] = typer.Option(None, help="Comma-separated difficulty levels to keep, e.g. 1,2"),
-        strategy: str = typer.Option("best_of_n", help="majority | best_of_n | beam_search | dvts | self_refine"),
+        strategy: str = typer.Option("best_of_n", help="A strategy (`ttscale ls strategies`)"),
         n: int = typer.Option(4, help="N: samples (Best-of-N) or generations per step (beam search, DVTS)"),
-        beam_width: int = typer.Option(4, help="M for beam_search/dvts"),
-        n_iterations: int = typer.Option(40, help="Max search depth in steps (beam_search/dvts)"),
-        lookahead: int = typer.Option(0, help="Lookahead steps k (beam_search/dvts)"),
-        n_rounds: int = typer.Option(2, help="Revision rounds R (self_refine)"),
-        verifier: Optional[str] = typer.Option(None, help="arithmetic | self | rlhflow_prm | qwen_prm | scripted"),
+        beam_width: Optional[int] = typer.Option(None, help="M of beam_search/dvts (default 4)"),
+        n_iterations: Optional[int] = typer.Option(None, help="Max search depth in steps of beam_search/dvts (default 40)"),
+        lookahead: Optional[int] = typer.Option(None, help="Lookahead steps k of beam_search/dvts (default 0)"),
+        n_rounds: Optional[int] = typer.Option(None, help="Revision rounds R of self_refine (default 2)"),
+        param: Optional[list[str]] = typer.Option(None, "--param", help="Any other strategy parameter, KEY=VALUE (repeatable)"),
+        verifier: Optional[str] = typer.Option(None, help="A verifier (`ttscale ls verifiers`)"),
         aggregation: str = typer.Option("last", help="Step-score aggregation: last | min | prod"),
         seed: int = typer.Option(0, help="Engine seed (sampling on CPU is not repeatable even so)"),
         temperature: float = typer.Option(0.8, help="Sampling temperature T"),
@@ -36,56 +53,48 @@ def register(app: typer.Typer) -> None:
         max_tokens: int = typer.Option(512, help="Token limit of a whole solution"),
         step_max_tokens: int = typer.Option(128, help="Token limit of one step (beam_search/dvts)"),
         shard_size: int = typer.Option(50, help="Problems per stored shard (the unit of resume)"),
-        db: Optional[str] = typer.Option(None, help="Store URL (default: $TTSCALE_DATABASE_URL or the SQLite file)"),
+        db: Optional[str] = typer.Option(None, help=DB_HELP),
         out: Optional[Path] = typer.Option(None, help="JSONL result file (default: $TTSCALE_HOME/runs/CELL.jsonl)"),
     ) -> None:
         """Run one cell and store every candidate, node and verdict."""
-        from ttscale.settings import Settings
-
-        settings = Settings.from_env()
-        if db:
-            settings = _with_db(settings, db)
+        settings = settings_for(db)
+        given = {"beam_width": beam_width, "n_iterations": n_iterations, "lookahead": lookahead, "n_rounds": n_rounds}
         cell = build_cell(
-            model=model,
-            dataset=dataset,
-            limit=limit,
-            levels=levels,
-            strategy=strategy,
-            n=n,
-            beam_width=beam_width,
-            n_iterations=n_iterations,
-            lookahead=lookahead,
-            n_rounds=n_rounds,
-            verifier=verifier,
-            aggregation=aggregation,
-            seed=seed,
+            model=model, dataset=dataset, limit=limit, levels=levels, strategy=strategy, n=n,
+            strategy_options={k: v for k, v in given.items() if v is not None}, params=param or [],
+            verifier=verifier, aggregation=aggregation, seed=seed,
             sampling=dict(temperature=temperature, top_p=top_p, max_tokens=max_tokens, step_max_tokens=step_max_tokens),
-        )
-        run_cell_here(cell, settings, shard_size=shard_size, out=out)
+        )  # fmt: skip
+        prepare_cell(cell, settings)  # errors name the options, before anything is stored
+        spec = one_cell_sweep(cell, shard_size)
+        text = "# ttscale run: a one-cell sweep\n" + yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+        run_here(spec, text, settings)
+        path = out or settings.home / "runs" / f"{cell.cell_id}.jsonl"
+        with store.opened(settings.database_url) as engine:
+            n_rows = write_results(engine, cell.cell_id, path)
+        console().print(f"results: {path} ({n_rows} problems)")
 
 
-def _with_db(settings, url: str):
-    from dataclasses import replace
-
-    return replace(settings, database_url=url)
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
-def build_cell(*, model, dataset, limit, levels, strategy, n, beam_width, n_iterations, lookahead, n_rounds, verifier, aggregation, seed, sampling):
+def build_cell(*, model, dataset, limit, levels, strategy, n, strategy_options, params, verifier, aggregation, seed, sampling) -> CellSpec:  # noqa: ANN001
     """A CellSpec from CLI options; errors name the option (`--n: ...`)."""
-    from pydantic import ValidationError
-
-    from ttscale.errors import SpecError
-    from ttscale.spec import STRATEGY_NAMES, CellSpec, format_validation_error
-    from ttscale.strategies import STRATEGIES, strategy_names
-
-    if strategy not in STRATEGY_NAMES:
+    if strategy not in PARAMS_BY_NAME:
         strategy_names()
         raise SpecError(STRATEGIES.unknown_message(strategy, "--strategy"))
-    params: dict = {"name": strategy}
-    if strategy in ("beam_search", "dvts"):
-        params |= {"beam_width": beam_width, "n_iterations": n_iterations, "lookahead": lookahead}
-    if strategy == "self_refine":
-        params["n_rounds"] = n_rounds
+    fields = PARAMS_BY_NAME[strategy].model_fields
+    for key in strategy_options:
+        if key not in fields:
+            raise SpecError(f"{_option(key)}: not a parameter of {strategy}")
+    chosen: dict = {"name": strategy, **strategy_options}
+    for item in params:
+        key, eq, value = item.partition("=")
+        if not eq or key not in fields or key == "name":
+            allowed = ", ".join(k for k in fields if k != "name") or "none"
+            raise SpecError(f"--param: {item!r} is not KEY=VALUE with KEY a parameter of {strategy} ({allowed})")
+        chosen[key] = yaml.safe_load(value)
     if dataset.endswith(".jsonl"):
         ds: dict = {"name": "jsonl", "path": str(Path(dataset).absolute())}
     else:
@@ -97,158 +106,48 @@ def build_cell(*, model, dataset, limit, levels, strategy, n, beam_width, n_iter
             ds["levels"] = [int(x) for x in levels.split(",")]
         except ValueError:
             raise SpecError(f"--levels: must be comma-separated integers, got {levels!r}") from None
-    data = dict(
-        model=model, verifier=verifier, aggregation=aggregation, strategy=params, n=n, dataset=ds, seed=seed, sampling=sampling
-    )
+    data = dict(model=model, verifier=verifier, aggregation=aggregation, strategy=chosen, n=n, dataset=ds, seed=seed, sampling=sampling)
     try:
         return CellSpec.model_validate(data)
     except ValidationError as err:
         first = format_validation_error(err).splitlines()[0]
         field, _, rest = first.partition(": ")
         # Name the option as typed on the command line: `strategy.beam_width` → `--beam-width`.
-        option = "--" + field.split(".")[-1].replace("_", "-") if field and " " not in field else None
+        option = _option(field.split(".")[-1]) if field and " " not in field else None
         raise SpecError(f"{option}: {rest}" if option else first) from None
 
 
-def run_cell_here(cell, settings, *, shard_size: int = 50, out: Path | None = None) -> dict:
-    """Prepare, resume from the store, run shard by shard, store, print the summary table."""
-    from ttscale.runner import prepare_cell, run_shard
-
-    prepared = prepare_cell(cell, settings)  # every name and the dataset checked: nothing loaded yet
-    from ttscale import store
-    from ttscale.execution import load_cell_runtime, release_policies
-
-    engine = store.make_engine(settings.database_url)
-    store.check_reachable_and_migrated(engine)
-    with store.transaction(engine) as session:
-        done = store.done_problem_ids(session, cell.cell_id)
-    todo = [p for p in prepared.problems if p.id not in done]
-    console = _console()
-    if not todo:
-        console.print(f"cell {cell.cell_id}: all {len(prepared.problems)} problems already stored; nothing to run")
-    start = time.perf_counter()
-    outcomes = []
-    if todo:
-        runtime = load_cell_runtime(cell, settings, prepared)
-        try:
-            with store.transaction(engine) as session:
-                store.register_cell(
-                    session,
-                    cell,
-                    policy_params=runtime.policy.n_params,
-                    verifier_params=runtime.verifier.n_params if runtime.verifier else 0,
-                )
-                store.set_cell_status(session, cell.cell_id, "running")
-            progress = _progress(console)
-            for i in range(0, len(todo), shard_size):
-                shard = todo[i : i + shard_size]
-                outcome = run_shard(cell, shard, runtime.policy, runtime.verifier, runtime.prompts, progress=progress)
-                with store.transaction(engine) as session:
-                    store.write_shard(session, outcome)
-                outcomes.append(outcome)
-                console.print(f"stored {min(i + shard_size, len(todo))}/{len(todo)} problems")
-            with store.transaction(engine) as session:
-                store.set_cell_status(session, cell.cell_id, "done")
-        finally:
-            # The vLLM engine lives in a child process the interpreter would wait for at exit.
-            release_policies()
-    elapsed = time.perf_counter() - start
-    with engine.connect() as conn:
-        summary = summarize(conn, cell, elapsed)
-    out = out or settings.home / "runs" / f"{cell.cell_id}.jsonl"
-    write_results(out, cell, summary, outcomes)
-    print_summary(console, summary)
-    console.print(f"results: {out}")
-    return summary
+def one_cell_sweep(cell: CellSpec, shard_size: int) -> SweepSpec:
+    """The sweep whose only cell is `cell` (the same cell id: a cell run alone or in a sweep is one piece of work)."""
+    spec = SweepSpec(
+        name=f"run {cell.cell_id}", models=[cell.model], verifiers=[cell.verifier], aggregation=cell.aggregation,
+        strategies=[cell.strategy], budgets=[cell.n], datasets=[cell.dataset], seeds=[cell.seed],
+        sampling=cell.sampling, shard_size=shard_size,
+    )  # fmt: skip
+    assert [c.cell_id for c in spec.cells()] == [cell.cell_id], "a one-cell sweep must expand to exactly its cell"
+    return spec
 
 
-def summarize(conn, cell, elapsed_s: float) -> dict:
-    """Accuracy per selection method at N and compute totals, read back from the store."""
-    from ttscale import store
-
-    verdicts = store.read_verdicts(conn, [cell.cell_id])
-    runs = store.read_problem_runs(conn, [cell.cell_id])
-    at_n = verdicts.filter(verdicts["n"] == cell.n)
-    acc = {m: float(at_n.filter(at_n["method"] == m)["correct"].mean() or 0.0) for m in ("naive", "weighted", "majority", "pass")}
-    return {
-        "cell_id": cell.cell_id,
-        "model": cell.model,
-        "strategy": cell.strategy.name,
-        "verifier": cell.verifier,
-        "n": cell.n,
-        "dataset": cell.dataset.label,
-        "n_problems": runs.height,
-        "accuracy": acc,
-        "n_prompt_tokens": int(runs["n_prompt_tokens"].sum()),
-        "n_generated_tokens": int(runs["n_generated_tokens"].sum()),
-        "n_verifier_tokens": int(runs["n_verifier_tokens"].sum()),
-        "policy_flops": float(runs["policy_flops"].sum()),
-        "verifier_flops": float(runs["verifier_flops"].sum()),
-        "elapsed_s": round(elapsed_s, 2),
-        "spec": json.loads(cell.canonical_json()),
-    }
-
-
-def write_results(path: Path, cell, summary: dict, outcomes) -> None:
-    """One JSON line per problem run now (tree, candidates, verdicts); the summary beside it."""
-    from dataclasses import asdict
-
+def write_results(engine, cell_id: str, path: Path) -> int:  # noqa: ANN001
+    """One JSON line per stored problem of the cell (tree, candidates, verdicts); returns how many."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
-        for outcome in outcomes:
-            verdicts = {}
-            for v in outcome.verdicts:
-                verdicts.setdefault(v.problem_id, []).append(asdict(v))
-            for problem, result in zip(outcome.problems, outcome.results, strict=True):
-                row = {
-                    "cell_id": cell.cell_id,
-                    "problem_id": problem.id,
-                    "gold": problem.answer,
-                    "candidates": [asdict(c) for c in result.candidates],
-                    "nodes": [asdict(nd) for nd in result.nodes],
-                    "verdicts": verdicts.get(problem.id, []),
-                    "n_prompt_tokens": result.n_prompt_tokens,
-                    "n_generated_tokens": result.n_generated_tokens,
-                    "n_verifier_tokens": result.n_verifier_tokens,
-                }
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    path.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-
-
-def print_summary(console, s: dict) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"{s['model']} · {s['dataset']} · {s['n_problems']} problems")
-    for col in ("strategy", "verifier", "n", "naive", "weighted", "majority", "pass@n", "gen tokens", "FLOPs", "wall s"):
-        table.add_column(col, justify="right" if col not in ("strategy", "verifier") else "left")
-    a = s["accuracy"]
-    table.add_row(
-        s["strategy"],
-        s["verifier"] or "-",
-        str(s["n"]),
-        f"{a['naive']:.3f}",
-        f"{a['weighted']:.3f}",
-        f"{a['majority']:.3f}",
-        f"{a['pass']:.3f}",
-        f"{s['n_generated_tokens']:,}",
-        f"{s['policy_flops'] + s['verifier_flops']:.3g}",
-        f"{s['elapsed_s']:.1f}",
-    )
-    console.print(table)
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(file=sys.stdout, width=140)
-
-
-def _progress(console):
-    """Status lines on a terminal; silence otherwise (logs carry the shard start/end lines)."""
-    if not sys.stderr.isatty():
-        return None
-
-    def report(message: str) -> None:
-        console.print(f"[dim]{message}[/dim]")
-
-    return report
+    with store.connect(engine) as conn, path.open("w", encoding="utf-8") as f:
+        verdicts = store.read_verdicts(conn, [cell_id])
+        problem_ids = sorted(store.done_problem_ids(conn, cell_id))
+        gold = dict(zip(*store.read_problems_of_cells(conn, [cell_id]).select("problem_id", "answer"), strict=True))
+        for problem_id in problem_ids:
+            result = store.read_problem_result(conn, cell_id, problem_id)
+            mine = verdicts.filter(verdicts["problem_id"] == problem_id).drop("cell_id", "problem_id").to_dicts()
+            row = {
+                "cell_id": cell_id,
+                "problem_id": problem_id,
+                "gold": gold.get(problem_id),
+                "candidates": [asdict(c) for c in result.candidates],
+                "nodes": [asdict(nd) for nd in result.nodes],
+                "verdicts": mine,
+                "n_prompt_tokens": result.n_prompt_tokens,
+                "n_generated_tokens": result.n_generated_tokens,
+                "n_verifier_tokens": result.n_verifier_tokens,
+            }
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return len(problem_ids)

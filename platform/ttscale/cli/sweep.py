@@ -9,82 +9,61 @@
   then settles and tracks. Checked first: nothing is queued or stored for a bad spec.
 - `status SWEEP`, `cancel SWEEP`, `sync-mlflow SWEEP`: SWEEP is an id, an id prefix or a name.
 
-Prefect is configured through the environment before it is imported (`prefect_environment`).
+Prefect is configured through the environment before it is imported (`context.configure_prefect`).
 """
 
 from __future__ import annotations
 
-import os
+import logging
 import sys
 import threading
 from pathlib import Path
 from typing import Optional
 
+import polars as pl
 import typer
+from rich.markup import escape
+from rich.table import Table
 
-DB_HELP = "Store URL (default: $TTSCALE_DATABASE_URL or the SQLite file under $TTSCALE_HOME)"
-
-
-def prefect_environment(settings) -> dict[str, str]:
-    """Keep Prefect's state under $TTSCALE_HOME/prefect (else it writes ~/.prefect) and send
-    ttscale's log lines to the run logs. Must run before `prefect` is imported; variables the
-    user set win. Returns the variables set."""
-    home = settings.home / "prefect"
-    home.mkdir(parents=True, exist_ok=True)
-    defaults = {
-        "PREFECT_HOME": str(home),
-        "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
-        "PREFECT_MEMO_STORE_PATH": str(home / "memo_store.toml"),
-        "PREFECT_LOGGING_SETTINGS_PATH": str(home / "logging.yml"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        # The temporary server's first start creates its database: slow on a busy 2-core box.
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "1",  # Prefect's client-side usage analytics (sent from interactive terminals)
-        # ttscale lines logged outside a flow run (before or after it) stay on the terminal only.
-        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
-    }
-    applied = {}
-    for key, value in defaults.items():
-        if not os.environ.get(key):
-            os.environ[key] = applied[key] = value
-    extra = [x for x in os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",") if x.strip()]
-    if "ttscale" not in extra:
-        os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = applied["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join([*extra, "ttscale"])
-    return applied
+from ttscale.store import Engine
+from ttscale import runner, store, sweep_state, tracking
+from ttscale.cli.context import DB_HELP, configure_prefect, console, created_by, settings_for
+from ttscale.errors import OrchestrationError, SpecError, TrackingError, TtscaleError
+from ttscale.planning import SweepPlan, check_sweep, plan_sweep
+from ttscale.redaction import redact_url
+from ttscale.results import read_results, summaries
+from ttscale.settings import Settings
+from ttscale.spec import SweepSpec, read_sweep_file
+from ttscale.sweep_state import SweepProgress
 
 
-def _settings(db: str | None):
-    from dataclasses import replace
+def run_here(spec: SweepSpec, text: str, settings: Settings) -> str:
+    """Local mode, the path `ttscale sweep run` and `ttscale run` share: plan against the store,
+    register, run every shard in this process through Prefect's temporary server, settle,
+    track in MLflow and print the results. Returns the sweep id; OrchestrationError when a
+    cell did not finish."""
+    out = console()
+    problem_ids = check_sweep(spec, settings)  # every check before anything is stored
+    with store.opened(settings.database_url) as engine:
+        plan = sweep_state.plan_remaining(engine, spec, problem_ids)
+        sweep_id = sweep_state.register_plan(engine, plan, text, created_by())
+        out.print(escape(plan_line(plan)))
+        configure_prefect(settings)
+        from flows.sweep import run_sweep  # Prefect is imported only by the commands that orchestrate
 
-    from ttscale.settings import Settings
-
-    settings = Settings.from_env()
-    return replace(settings, database_url=db) if db else settings
-
-
-def _created_by() -> str:
-    import getpass
-    import socket
-
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    return Console(file=sys.stderr if stderr else sys.stdout, width=160)
+        quiet_prefect_console()
+        try:
+            with _ProgressBar(engine, sweep_id, plan):
+                summary = run_sweep(sweep_id, sweep_state.shard_params(plan, sweep_id), spec.retries, settings)
+        finally:
+            runner.release_policies()
+        finish(out, engine, sweep_id, summary)
+    return sweep_id
 
 
-def _quiet_prefect_console() -> None:
+def quiet_prefect_console() -> None:
     """ttscale's lines already go to stderr through the CLI's handler: stop them from also
     reaching Prefect's console handler on the root logger (they still reach the run logs)."""
-    import logging
-
     logging.getLogger("ttscale").propagate = False
 
 
@@ -95,12 +74,8 @@ def register(app: typer.Typer) -> None:
     @sweep_app.command("validate")
     def validate(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Sweep spec (YAML)")) -> None:
         """Print the expanded grid and estimated work, or the spec's errors (exit 2)."""
-        from ttscale import execution
-
-        settings = _settings(None)
-        spec, _ = execution.read_spec_file(str(spec_path))
-        plan = execution.build_plan(spec, settings)
-        print_plan(_console(), plan)
+        spec, _ = read_sweep_file(str(spec_path))
+        print_plan(console(), plan_sweep(spec, check_sweep(spec, settings_for())))
 
     @sweep_app.command("run")
     def run(
@@ -108,27 +83,8 @@ def register(app: typer.Typer) -> None:
         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     ) -> None:
         """Run the sweep here (local mode): every shard in this process, results to the store, MLflow tracking."""
-        from ttscale import execution
-
-        settings = _settings(db)
-        spec, text = execution.read_spec_file(str(spec_path))
-        engine = execution.open_store(settings)
-        plan = execution.build_plan(spec, settings, engine)  # every check before anything is stored
-        console = _console()
-        console.print(_plan_line(plan))
-        prefect_environment(settings)
-        if db:
-            os.environ["TTSCALE_DATABASE_URL"] = db  # the flow's tasks read the store URL from the environment
-        from flows.sweep import run_sweep
-
-        _quiet_prefect_console()
-        sweep_id = execution.sweep_id_of(spec)
-        try:
-            with _progress_bar(engine, sweep_id, plan):
-                summary = run_sweep(text, source=str(spec_path), created_by=_created_by(), sweep_id=sweep_id)
-        finally:
-            execution.release_policies()
-        _finish(console, engine, summary["sweep_id"], summary)
+        spec, text = read_sweep_file(str(spec_path))
+        run_here(spec, text, settings_for(db))
 
     @sweep_app.command("submit")
     def submit(
@@ -138,38 +94,35 @@ def register(app: typer.Typer) -> None:
         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     ) -> None:
         """Queue the sweep's shards on a work pool (team mode, PREFECT_API_URL)."""
-        from ttscale import execution
-        from ttscale.errors import OrchestrationError, SpecError
-
-        settings = _settings(db)
-        spec, text = execution.read_spec_file(str(spec_path))
+        settings = settings_for(db)
+        spec, text = read_sweep_file(str(spec_path))
         pool = pool or (spec.run_on if spec.run_on != "local" else None)
         if not pool:
             raise SpecError("--pool: team mode needs a work pool (the spec's run_on is `local`)")
         if not settings.prefect_api_url:
             raise SpecError("PREFECT_API_URL: not set; team mode submits to a Prefect server (or use `ttscale sweep run`)")
-        engine = execution.open_store(settings)
-        plan = execution.build_plan(spec, settings, engine)
-        console = _console()
-        console.print(_plan_line(plan))
-        prefect_environment(settings)
-        if db:
-            os.environ["TTSCALE_DATABASE_URL"] = db
-        from flows import team
-        from flows.sweep import run_sweep
+        out = console()
+        problem_ids = check_sweep(spec, settings)
+        with store.opened(settings.database_url) as engine:
+            plan = sweep_state.plan_remaining(engine, spec, problem_ids)
+            configure_prefect(settings)
+            from flows import team
+            from flows.sweep import run_sweep
 
-        _quiet_prefect_console()
-        try:
-            team.check_api()
-        except RuntimeError as err:
-            raise OrchestrationError(str(err)) from None
-        sweep_id = execution.sweep_id_of(spec)
-        summary = run_sweep(text, source=str(spec_path), created_by=_created_by(), sweep_id=sweep_id, pool=pool, wait=wait)
-        console.print(f"sweep {summary['sweep_id']}: {len(summary.get('flow_run_ids', []))} shard runs queued on pool {pool!r}")
-        if wait:
-            _finish(console, engine, summary["sweep_id"], summary)
-        else:
-            console.print(f"follow with `ttscale sweep status {summary['sweep_id']}`; track with `ttscale sweep sync-mlflow {summary['sweep_id']}` when done")
+            quiet_prefect_console()
+            try:
+                team.check_api()
+            except RuntimeError as err:
+                raise OrchestrationError(str(err)) from None
+            sweep_id = sweep_state.register_plan(engine, plan, text, created_by())
+            out.print(escape(plan_line(plan)))
+            shards = sweep_state.shard_params(plan, sweep_id)
+            summary = run_sweep(sweep_id, shards, spec.retries, settings, pool=pool, wait=wait)
+            out.print(f"sweep {sweep_id}: {len(summary.get('flow_run_ids', []))} shard runs queued on pool {escape(repr(pool))}")
+            if wait:
+                finish(out, engine, sweep_id, summary)
+            else:
+                out.print(f"follow with `ttscale sweep status {sweep_id}`; track with `ttscale sweep sync-mlflow {sweep_id}` when done")
 
     @sweep_app.command("status")
     def status(
@@ -177,10 +130,8 @@ def register(app: typer.Typer) -> None:
         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     ) -> None:
         """Per-cell progress from the store."""
-        from ttscale import execution
-
-        engine = execution.open_store(_settings(db))
-        print_progress(_console(), execution.sweep_progress(engine, sweep))
+        with store.opened(settings_for(db).database_url, create_embedded=False) as engine:
+            print_progress(console(), sweep_state.sweep_progress(engine, sweep))
 
     @sweep_app.command("cancel")
     def cancel(
@@ -188,24 +139,21 @@ def register(app: typer.Typer) -> None:
         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     ) -> None:
         """Cancel the sweep's queued and running flow runs and mark its unfinished cells cancelled."""
-        from ttscale import execution
+        settings = settings_for(db)
+        out = console()
+        with store.opened(settings.database_url, create_embedded=False) as engine:
+            sweep_id = sweep_state.find_sweep(engine, sweep)["sweep_id"]
+            if settings.prefect_api_url:
+                configure_prefect(settings)
+                from flows import team
 
-        settings = _settings(db)
-        engine = execution.open_store(settings)
-        with engine.connect() as conn:
-            row = execution.find_sweep(conn, sweep)
-        console = _console()
-        if settings.prefect_api_url:
-            prefect_environment(settings)
-            from flows import team
-
-            try:
-                n_runs = team.cancel_sweep_runs(row["id"])
-                console.print(f"cancelled {n_runs} flow runs")
-            except Exception as err:  # noqa: BLE001 - the store is still marked; say why Prefect was not
-                console.print(f"[yellow]could not cancel flow runs at {settings.prefect_api_url}: {str(err).splitlines()[0]}[/yellow]")
-        n_cells = execution.cancel_in_store(engine, row["id"])
-        console.print(f"sweep {row['id']}: {n_cells} cells marked cancelled")
+                try:
+                    out.print(f"cancelled {team.cancel_sweep_runs(sweep_id)} flow runs")
+                except Exception as err:  # noqa: BLE001 - the store is still marked; say why Prefect was not
+                    reason = escape(redact_url(str(err).splitlines()[0] if str(err) else type(err).__name__))
+                    out.print(f"[yellow]could not cancel flow runs at {escape(redact_url(settings.prefect_api_url))}: {reason}[/yellow]")
+            n_cells = sweep_state.cancel_in_store(engine, sweep_id)
+        out.print(f"sweep {sweep_id}: {n_cells} cells marked cancelled")
 
     @sweep_app.command("sync-mlflow")
     def sync_mlflow(
@@ -213,20 +161,14 @@ def register(app: typer.Typer) -> None:
         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     ) -> None:
         """Log the sweep (parent run) and its cells (nested runs) to MLflow from the store."""
-        from ttscale import execution, tracking
-        from ttscale.errors import TrackingError
-        from ttscale.store import redact_url
-
-        settings = _settings(db)
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        engine = execution.open_store(settings)
-        with engine.connect() as conn:
-            row = execution.find_sweep(conn, sweep)
-        report = tracking.track_sweep(engine, row["id"], settings.mlflow_tracking_uri, store_url=redact_url(settings.database_url))
+        settings = settings_for(db)
+        with store.opened(settings.database_url, create_embedded=False) as engine:
+            sweep_id = sweep_state.find_sweep(engine, sweep)["sweep_id"]
+            report = tracking.track_sweep(engine, sweep_id, settings.mlflow_tracking_uri, store_url=settings.database_url)
         if not report.complete:
-            raise TrackingError(f"tracking of sweep {row['id']} incomplete: {report.error}")
-        _console().print(
-            f"sweep {row['id']}: tracked in {tracking.redact(settings.mlflow_tracking_uri)} "
+            raise TrackingError(f"tracking of sweep {sweep_id} incomplete: {report.error}")
+        console().print(
+            f"sweep {sweep_id}: tracked in {escape(redact_url(settings.mlflow_tracking_uri))} "
             f"(run {report.parent_run_id}, {len(report.cell_run_ids)} cell runs)"
         )
 
@@ -234,7 +176,7 @@ def register(app: typer.Typer) -> None:
 # ---- output ---------------------------------------------------------------------------------------
 
 
-def _plan_line(plan) -> str:
+def plan_line(plan: SweepPlan) -> str:
     total = plan.total
     return (
         f"{len(plan.cells)} cells ({len(plan.running_cells)} run, {len(plan.served_cells)} served by a larger budget), "
@@ -243,105 +185,88 @@ def _plan_line(plan) -> str:
     )
 
 
-def _strategy_label(cell) -> str:
+def _strategy_label(cell) -> str:  # noqa: ANN001
     params = {k: v for k, v in cell.strategy.model_dump().items() if k != "name"}
     return cell.strategy.name + (f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "")
 
 
-def print_plan(console, plan) -> None:
-    """The expanded grid: one row per cell, then the totals."""
-    from rich.table import Table
+def _table(title: str, columns: list[str], right: set[str]) -> Table:
+    table = Table(title=escape(title))
+    for col in columns:
+        table.add_column(col, justify="right" if col in right else "left")
+    return table
 
-    spec = plan.spec
-    table = Table(title=f"sweep {spec.name!r}: {len(plan.cells)} cells")
-    for col in ("cell", "model", "strategy", "verifier", "n", "dataset", "seed", "problems", "generations ≤", "tokens ≤", "runs"):
-        table.add_column(col, justify="right" if col in ("n", "seed", "problems", "generations ≤", "tokens ≤") else "left")
+
+def _row(table: Table, *cells: object) -> None:
+    """A table row of plain text: data never reaches rich's markup parser."""
+    table.add_row(*(escape(str(c)) for c in cells))
+
+
+def print_plan(out, plan: SweepPlan) -> None:  # noqa: ANN001
+    """The expanded grid: one row per cell, then the totals."""
+    table = _table(f"sweep {plan.spec.name!r}: {len(plan.cells)} cells",
+                   ["cell", "model", "strategy", "verifier", "n", "dataset", "seed", "problems", "gens ≤", "tokens ≤", "runs"],
+                   {"n", "seed", "problems", "gens ≤", "tokens ≤"})  # fmt: skip
     for planned in plan.cells:
         cell = planned.cell
         est = plan.estimates.get(planned.cell_id)
-        table.add_row(
-            planned.cell_id,
-            cell.model,
-            _strategy_label(cell),
-            cell.verifier or "-",
-            str(cell.n),
-            cell.dataset.label,
-            str(cell.seed),
-            str(len(plan.problem_ids[planned.cell_id])),
-            f"{est.n_generations:,}" if est else "0",
-            f"{est.n_tokens:,}" if est else "0",
-            "yes" if planned.runs else f"served by {planned.source_cell_id}",
-        )
-    console.print(table)
+        _row(table, planned.cell_id, cell.model, _strategy_label(cell), cell.verifier or "-", cell.n, cell.dataset.label, cell.seed,
+             len(plan.problem_ids[planned.cell_id]), f"{est.n_generations:,}" if est else "0", f"{est.n_tokens:,}" if est else "0",
+             "yes" if planned.runs else f"served by {planned.source_cell_id}")  # fmt: skip
+    out.print(table)
     per_cell = sorted({len(v) for v in plan.problem_ids.values()})
     total = plan.total
-    console.print(f"cells: {len(plan.cells)} ({len(plan.running_cells)} run, {len(plan.served_cells)} served by the largest budget)")
-    console.print(f"problems per cell: {', '.join(map(str, per_cell))}")
-    console.print(f"shards: {len(plan.shards)} of at most {spec.shard_size} problems")
-    console.print(f"estimated generations: ≤{total.n_generations:,}")
-    console.print(f"estimated tokens: ≤{total.n_tokens:,}")
+    out.print(f"cells: {len(plan.cells)} ({len(plan.running_cells)} run, {len(plan.served_cells)} served by the largest budget)")
+    out.print(f"problems per cell: {', '.join(map(str, per_cell))}")
+    out.print(f"shards: {len(plan.shards)} of at most {plan.spec.shard_size} problems")
+    out.print(f"estimated generations: ≤{total.n_generations:,}")
+    out.print(f"estimated tokens: ≤{total.n_tokens:,}")
 
 
-def print_progress(console, progress) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"sweep {progress.sweep_id} {progress.name!r}: {progress.status}")
-    for col in ("cell", "model", "strategy", "verifier", "n", "seed", "dataset", "status", "problems", "mlflow"):
-        table.add_column(col, justify="right" if col in ("n", "seed", "problems") else "left")
+def print_progress(out, progress: SweepProgress) -> None:  # noqa: ANN001
+    table = _table(f"sweep {progress.sweep_id} {progress.sweep['name']!r}: {progress.status}",
+                   ["cell", "model", "strategy", "verifier", "n", "seed", "dataset", "status", "problems", "mlflow"],
+                   {"n", "seed", "problems"})  # fmt: skip
     for c in progress.cells:
         done = f"{c.n_done}/{c.n_total}" + (f" (from {c.source_cell_id})" if c.source_cell_id else "")
-        table.add_row(c.cell_id, c.model, c.strategy, c.verifier or "-", str(c.n), str(c.seed), c.dataset, c.status, done, c.mlflow_run_id or "-")
-    console.print(table)
-    console.print(
+        r = c.row
+        _row(table, c.cell_id, r["model"], r["strategy"], r["verifier"] or "-", r["n"], r["seed"], r["dataset"], c.status, done, r["mlflow_run_id"] or "-")
+    out.print(table)
+    out.print(
         f"cells: {progress.count('done')} done, {progress.count('running')} running, {progress.count('pending')} pending, "
         f"{progress.count('failed')} failed, {progress.count('cancelled')} cancelled; problems {progress.n_done}/{progress.n_total}"
     )
-    tracking = "complete" if progress.tracking_complete else f"incomplete (run `ttscale sweep sync-mlflow {progress.sweep_id}`)"
-    console.print(f"tracking: {tracking}")
+    tracked = "complete" if progress.tracking_complete else f"incomplete (run `ttscale sweep sync-mlflow {progress.sweep_id}`)"
+    out.print(f"tracking: {tracked}")
 
 
-def print_results(console, engine, sweep_id: str) -> None:
+def print_results(out, engine: Engine, sweep_id: str) -> None:  # noqa: ANN001
     """Accuracy at each cell's N (the numbers MLflow gets), tokens, FLOPs, wall time."""
-    import polars as pl
-    from rich.table import Table
-
-    from ttscale import store, tracking
-
     with store.connect(engine) as conn:
-        cells = store.read_cells(conn, sweep_id)
-        gen = cells.filter(pl.col("source_cell_id").is_null())["id"].to_list()
-        verdicts = store.read_verdicts(conn, gen)
-        runs = store.read_problem_runs(conn, gen)
-    by_id = {r["id"]: r for r in cells.iter_rows(named=True)}
-    table = Table(title="results at each cell's N")
-    for col in ("model", "strategy", "verifier", "n", "seed", "status", "naive", "weighted", "majority", "pass@n", "gen tokens", "FLOPs", "wall s"):
-        table.add_column(col, justify="left" if col in ("model", "strategy", "verifier", "status") else "right")
-    for row in cells.sort("model", "strategy", "n", "seed").iter_rows(named=True):
-        source = by_id.get(row["source_cell_id"]) if row["source_cell_id"] else None
-        at_n = {k: v for k, v, step in tracking.cell_metrics(row, source, verdicts, runs) if step == row["n"]}
-
-        def fmt(key: str) -> str:
-            return f"{at_n[key]:.3f}" if key in at_n else "-"
-
-        table.add_row(
-            row["model"], row["strategy"], row["verifier"] or "-", str(row["n"]), str(row["seed"]), row["status"],
-            fmt("accuracy_naive"), fmt("accuracy_weighted"), fmt("accuracy_majority"), fmt("pass_at_n"),
-            f"{at_n.get('n_generated_tokens', 0):,.0f}", f"{at_n.get('total_flops', 0):.3g}",
-            f"{at_n['wall_time_s']:.1f}" if "wall_time_s" in at_n else "-",
-        )  # fmt: skip
-    console.print(table)
+        results = read_results(conn, store.read_cells(conn, sweep_id))
+    got = summaries(results)
+    table = _table("results at each cell's N (pass@n: unbiased estimate from all N samples)",
+                   ["model", "strategy", "verifier", "n", "seed", "status", "naive", "weighted", "majority", "pass@n", "gen tokens", "FLOPs", "wall s"],
+                   {"n", "seed", "naive", "weighted", "majority", "pass@n", "gen tokens", "FLOPs", "wall s"})  # fmt: skip
+    for row in results.cells.sort("model", "strategy", "n", "seed").iter_rows(named=True):
+        at_n = got.at(row["cell_id"], row["n"])
+        totals = got.totals_of(row["cell_id"])
+        wall = totals.get("wall_time_s")
+        _row(table, row["model"], row["strategy"], row["verifier"] or "-", row["n"], row["seed"], row["status"],
+             *(f"{at_n[m]:.3f}" if m in at_n else "-" for m in ("naive", "weighted", "majority", "pass")),
+             f"{totals.get('n_generated_tokens', 0):,.0f}", f"{totals.get('total_flops', 0):.3g}",
+             "-" if wall is None else f"{wall:.1f}")  # fmt: skip
+    out.print(table)
 
 
-def _finish(console, engine, sweep_id: str, summary: dict) -> None:
-    from ttscale import execution
-    from ttscale.errors import OrchestrationError
-
-    print_results(console, engine, sweep_id)
-    progress = execution.sweep_progress(engine, sweep_id)
-    print_progress(console, progress)
+def finish(out, engine: Engine, sweep_id: str, summary: dict) -> None:  # noqa: ANN001
+    """The results, the progress table and tracking state; OrchestrationError unless done."""
+    print_results(out, engine, sweep_id)
+    progress = sweep_state.sweep_progress(engine, sweep_id)
+    print_progress(out, progress)
     tracked = summary.get("tracking") or {}
     if tracked and not tracked.get("complete"):
-        console.print(f"[yellow]MLflow tracking incomplete: {tracked.get('error')}[/yellow]")
+        out.print(f"[yellow]MLflow tracking incomplete: {escape(str(tracked.get('error')))}[/yellow]")
     if progress.status != "done":
         raise OrchestrationError(
             f"sweep {sweep_id} {progress.status}: {progress.count('failed')} cells failed, {progress.count('cancelled')} cancelled, "
@@ -349,16 +274,16 @@ def _finish(console, engine, sweep_id: str, summary: dict) -> None:
         )
 
 
-class _progress_bar:
+class _ProgressBar:
     """A tqdm bar of problems stored (cells done as postfix, ETA) when stderr is a terminal;
     it polls the store, which is what the run writes to."""
 
-    def __init__(self, engine, sweep_id: str, plan, interval_s: float = 1.0) -> None:
+    def __init__(self, engine: Engine, sweep_id: str, plan: SweepPlan, interval_s: float = 1.0) -> None:
         self.engine, self.sweep_id, self.plan, self.interval_s = engine, sweep_id, plan, interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> "_ProgressBar":
         if sys.stderr.isatty():
             import logging
 
@@ -371,7 +296,7 @@ class _progress_bar:
             self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -380,18 +305,14 @@ class _progress_bar:
     def _loop(self) -> None:
         from tqdm import tqdm
 
-        from ttscale import execution
-        from ttscale.errors import TtscaleError
-
         total = sum(len(self.plan.problem_ids[c.cell_id]) for c in self.plan.running_cells)
         bar = tqdm(total=total, unit="problem", desc="problems", file=sys.stderr, dynamic_ncols=True)
-        counts = execution.ProblemCounts()
         first = True
         try:
             while not self._stop.wait(self.interval_s):
                 try:
-                    progress = execution.sweep_progress(self.engine, self.sweep_id, counts)
-                except TtscaleError:  # not registered yet
+                    progress = sweep_state.sweep_progress(self.engine, self.sweep_id)
+                except TtscaleError:
                     continue
                 if first:
                     bar.initial = bar.n = progress.n_done  # the rate (ETA) counts only what runs now

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,11 +21,13 @@ from typing import Optional
 
 import typer
 
+from ttscale.cli.context import configure_prefect
+from ttscale.errors import OrchestrationError, SpecError
+from ttscale.settings import Settings
+
 
 def parse_gpus(gpus: str | None) -> list[str]:
     """`0,1` → ["0", "1"]; SpecError naming `--gpus` for anything but distinct integers."""
-    from ttscale.errors import SpecError
-
     if gpus is None:
         return []
     slots = [g.strip() for g in gpus.split(",")]
@@ -58,19 +61,12 @@ def register(app: typer.Typer) -> None:
         name: Optional[str] = typer.Option(None, "--name", help="Worker name prefix (default: ttscale-<host>)"),
     ) -> None:
         """Start Prefect process workers for POOL: one per GPU slot, one shard at a time each."""
-        import socket
-
-        from ttscale.cli.sweep import prefect_environment
-        from ttscale.errors import SpecError
-        from ttscale.errors import OrchestrationError
-        from ttscale.settings import Settings
-
         slots = parse_gpus(gpus)
         settings = Settings.from_env()
         if not settings.prefect_api_url:
             raise SpecError("PREFECT_API_URL: not set; workers serve a Prefect server's work pool")
-        prefect_environment(settings)
-        from flows import team
+        configure_prefect(settings)
+        from flows import team  # Prefect is imported only by the commands that orchestrate
 
         try:
             team.check_api()

@@ -12,7 +12,7 @@ turns its rows into a `CellSpec` (the given model and strategy, n = N, verifier
 `imported`) and a `ShardOutcome` the store writer takes: per problem a tree of one
 `completion` node per candidate (parent None, depth 0, scores = the step scores), the
 candidates graded with `ttscale.grading` and scored with `ttscale.aggregation`, and the
-verdicts of every selection method at every budget (`ttscale.selection`, as the runner).
+verdicts of every selection method at every budget (`analysis.shard_verdicts`, as the runner).
 
 Grading is memoised for the run (`MemoGrader`): each distinct completion text is extracted
 once, each gold answer parsed once, each distinct (problem, answer) compared once.
@@ -31,11 +31,13 @@ from typing import Any, Protocol
 import polars as pl
 from pydantic import ValidationError
 
+from ttscale import grading
 from ttscale.aggregation import AGGREGATIONS, aggregate
-from ttscale.analysis.verdicts import budgets
+from ttscale.analysis.verdicts import shard_verdicts
+from ttscale.data import content_id
 from ttscale.errors import DataError, SpecError
-from ttscale.selection import METHODS, select
-from ttscale.spec import PREFIX_SHAREABLE, STRATEGY_NAMES, CellSpec, format_validation_error
+from ttscale.spec import CellSpec, format_validation_error
+from ttscale.strategy_params import PARAMS_BY_NAME, STRATEGY_NAMES
 from ttscale.tree import Candidate, Node, Problem, ProblemResult, ShardOutcome, Verdict, check_tree
 
 logger = logging.getLogger(__name__)
@@ -121,7 +123,7 @@ def _strategy_params(strategy: str, beam_width: int) -> dict:
     if strategy not in STRATEGY_NAMES:
         raise SpecError(f"--strategy: unknown {strategy!r}; allowed: {', '.join(STRATEGY_NAMES)}")
     params: dict = {"name": strategy}
-    if strategy in ("beam_search", "dvts"):
+    if "beam_width" in PARAMS_BY_NAME[strategy].model_fields:
         params["beam_width"] = beam_width
     return params
 
@@ -154,8 +156,6 @@ def _level(value: object) -> int | None:
 
 
 def _problem_id(row: dict) -> str:
-    from ttscale.data import content_id
-
     return str(row.get("unique_id") or row.get("id") or content_id(str(row["problem"])))
 
 
@@ -177,7 +177,7 @@ def convert(
     option (unknown strategy, n not a multiple of beam_width, ...).
     """
     if grader is None:
-        from ttscale import grading as grader
+        grader = grading
     memo = grader if isinstance(grader, MemoGrader) else MemoGrader(grader)
     records = rows.to_dicts()
     if not records:
@@ -193,11 +193,10 @@ def convert(
     if any(len(r["completions"]) != n_max for r in records):
         logger.warning("rows hold different numbers of completions; n=%d (the largest)", n_max)
     cell = import_cell_spec(model=model, strategy=strategy, n=n_max, dataset=dataset, aggregation=aggregation, beam_width=beam_width)
-    judged = budgets(n_max) if strategy in PREFIX_SHAREABLE else [n_max]
+    judged = cell.strategy.judged_budgets(n_max)
 
     problems: list[Problem] = []
     results: list[ProblemResult] = []
-    verdicts: list[Verdict] = []
     seen: set[str] = set()
     known = {*REQUIRED_COLUMNS, "unique_id", "id", "level", "subject", "completion_tokens"}
     for i, row in enumerate(records):
@@ -220,7 +219,7 @@ def convert(
         check_tree(result)
         problems.append(problem)
         results.append(result)
-        verdicts += _judge(pid, result.candidates, judged)
+    verdicts: list[Verdict] = shard_verdicts(results, judged)
     outcome = ShardOutcome(
         cell_id=cell.cell_id,
         problems=problems,
@@ -280,17 +279,3 @@ def _result(problem: Problem, row: dict, aggregation: str, memo: MemoGrader) -> 
         candidates=candidates,
         n_generated_tokens=sum(n.n_generated_tokens for n in nodes),
     )
-
-
-def _judge(problem_id: str, candidates: list[Candidate], judged: list[int]) -> list[Verdict]:
-    """The runner's verdicts: every selection method and pass (any correct) on the first n."""
-    out = []
-    for n in judged:
-        first = candidates[:n]
-        classes = [c.answer_class for c in first]
-        scores = [c.score for c in first]
-        for method in METHODS:
-            pick = first[select(classes, scores, method)]
-            out.append(Verdict(problem_id, method, n, pick.answer, bool(pick.correct)))
-        out.append(Verdict(problem_id, "pass", n, None, any(bool(c.correct) for c in first)))
-    return out

@@ -16,30 +16,36 @@ from typing import TYPE_CHECKING
 
 _EXPORTS = {
     "engine": (
+        "Connection",
+        "Engine",
         "RetryPolicy",
-        "check_reachable_and_migrated",
         "connect",
         "is_transient",
         "make_engine",
-        "redact_url",
         "retrying",
         "run_transaction",
         "transaction",
     ),
     "export": ("FORMATS", "export_sweep"),
-    "migrate": ("downgrade", "head_revision", "schema_drift", "upgrade"),
+    "migrate": ("check_reachable_and_migrated", "downgrade", "head_revision", "schema_drift", "upgrade"),
+    "session": ("open_engine", "opened"),
     "read": (
+        "count_sweeps_and_cells",
         "read_candidates",
+        "read_cell",
         "read_cells",
         "read_nodes",
         "read_problem_result",
         "read_problem_runs",
         "read_problems",
+        "read_problems_of_cells",
+        "read_nodes_of_cells",
+        "read_sweep",
         "read_sweeps",
         "read_verdicts",
     ),
     "roles": ("create_reader_role",),
-    "versioning": ("code_version",),
+    "provenance": ("code_version",),
     "writer": (
         "WriteReport",
         "done_problem_ids",
@@ -70,30 +76,36 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from ttscale.store.engine import (
+        Connection,
+        Engine,
         RetryPolicy,
-        check_reachable_and_migrated,
         connect,
         is_transient,
         make_engine,
-        redact_url,
         retrying,
         run_transaction,
         transaction,
     )
     from ttscale.store.export import FORMATS, export_sweep
-    from ttscale.store.migrate import downgrade, head_revision, schema_drift, upgrade
+    from ttscale.store.migrate import check_reachable_and_migrated, downgrade, head_revision, schema_drift, upgrade
+    from ttscale.store.session import open_engine, opened
     from ttscale.store.read import (
+        count_sweeps_and_cells,
         read_candidates,
+        read_cell,
         read_cells,
         read_nodes,
         read_problem_result,
         read_problem_runs,
         read_problems,
+        read_problems_of_cells,
+        read_nodes_of_cells,
+        read_sweep,
         read_sweeps,
         read_verdicts,
     )
     from ttscale.store.roles import create_reader_role
-    from ttscale.store.versioning import code_version
+    from ttscale.store.provenance import code_version
     from ttscale.store.writer import (
         WriteReport,
         done_problem_ids,

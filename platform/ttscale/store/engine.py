@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,23 +38,13 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from ttscale.errors import StoreError
+from ttscale.redaction import SECRET_QUERY_KEYS, redact_url, redact_urls
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SUPPORTED = ("sqlite", "postgresql+psycopg")
 _SQLITE_BEGIN = "ttscale_sqlite_begin"  # execution option read by the "begin" hook
-_PASSWORD_RE = re.compile(r"(://[^:/?#@]*):.*@")  # greedy: up to the last '@'
-
-
-def redact_url(url: str | URL) -> str:
-    """The URL with its password replaced by `***`, even when the URL does not parse."""
-    if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # malformed: fall back to a pattern that over- rather than under-redacts
-        return _PASSWORD_RE.sub(r"\1:***@", url)
 
 
 def one_line(err: BaseException) -> str:
@@ -65,10 +54,26 @@ def one_line(err: BaseException) -> str:
     return text[0].strip() if text else type(inner).__name__
 
 
+def _secrets(url: URL | None) -> list[str]:
+    if url is None:
+        return []
+    values = [url.password] if url.password else []
+    for key, value in url.query.items():
+        if key.lower() in SECRET_QUERY_KEYS:
+            values += [value] if isinstance(value, str) else list(value)
+    return [str(v) for v in values if v]
+
+
 def _scrub(message: str, url: URL | None) -> str:
-    if url is not None and url.password:
-        message = message.replace(str(url.password), "***")
-    return message
+    """A driver's message with the URL's secrets (and any URL's password in it) masked."""
+    for secret in _secrets(url):
+        message = message.replace(secret, "***")
+    return redact_urls(message)
+
+
+def scrubbed(err: BaseException, url: URL | None) -> str:
+    """`one_line(err)` with `url`'s secrets masked."""
+    return _scrub(one_line(err), url)
 
 
 def parse_url(url: str) -> URL:
@@ -199,7 +204,8 @@ def is_transient(err: BaseException) -> bool:
     return isinstance(err, psycopg.InterfaceError) and "closed" in str(err)
 
 
-def _store_error(message: str, transient: bool) -> StoreError:
+def store_error(message: str, transient: bool) -> StoreError:
+    """A StoreError that `is_transient` (and so `retrying`) reads as `transient` or not."""
     err = StoreError(message)
     err.transient = transient  # type: ignore[attr-defined]  # read by is_transient
     return err
@@ -210,7 +216,7 @@ def _where(engine: Engine) -> str:
     return str(path) if path is not None else redact_url(engine.url)
 
 
-def _as_store_error(engine: Engine, err: Exception) -> StoreError | None:
+def _asstore_error(engine: Engine, err: Exception) -> StoreError | None:
     """A one-line StoreError for a store failure users can act on, or None (a bug: keep it).
 
     SQLite's operational errors (disk full, read-only file or directory, I/O error, cannot
@@ -221,10 +227,10 @@ def _as_store_error(engine: Engine, err: Exception) -> StoreError | None:
     detail = _scrub(one_line(err), engine.url)
     if engine.dialect.name == "sqlite":
         if isinstance(err, sa.exc.OperationalError) or type(err) is sa.exc.DatabaseError:
-            return _store_error(f"store {_where(engine)}: {detail}", transient=False)
+            return store_error(f"store {_where(engine)}: {detail}", transient=False)
         return None
     if is_transient(err):
-        return _store_error(f"store {redact_url(engine.url)} unavailable: {detail}", transient=True)
+        return store_error(f"store {redact_url(engine.url)} unavailable: {detail}", transient=True)
     return None
 
 
@@ -260,7 +266,7 @@ def retrying(engine: Engine, work: Callable[[], T], *, what: str = "store operat
                 failures += 1
                 detail = str(err) if isinstance(err, StoreError) else _scrub(one_line(err), engine.url)
                 if failures >= policy.attempts:
-                    raise _store_error(
+                    raise store_error(
                         f"{what} gave up after {failures} attempt{'s' if failures > 1 else ''} over {waited:.1f} s: {detail}", transient=False
                     ) from err
                 delay = policy.delay(failures)
@@ -356,7 +362,7 @@ def transaction(engine: Engine) -> Iterator[Connection]:
                     _invalidate(conn)
                 raise
     except Exception as err:
-        converted = _as_store_error(engine, err)
+        converted = _asstore_error(engine, err)
         if converted is None:
             raise
         raise converted from err
@@ -371,23 +377,4 @@ def connect(engine: Engine) -> Connection:
         return engine.connect()
     except SQLAlchemyError as err:
         message = f"cannot connect to store {redact_url(engine.url)}: {_scrub(one_line(err), engine.url)}"
-        raise _store_error(message, is_transient(err)) from None
-
-
-def check_reachable_and_migrated(engine: Engine) -> str:
-    """Return the store's schema revision, or raise StoreError if the store cannot be reached
-    or is not at the migrations' head (with the command that fixes it)."""
-    from ttscale.store.migrate import current_revision, head_revision
-
-    with connect(engine) as conn:
-        try:
-            current = current_revision(conn)
-        except SQLAlchemyError as err:
-            raise _store_error(f"store {redact_url(engine.url)}: {_scrub(one_line(err), engine.url)}", is_transient(err)) from None
-    head = head_revision()
-    if current != head:
-        raise StoreError(
-            f"store {redact_url(engine.url)} is at schema revision {current or 'none'}, "
-            f"code expects {head}: run `ttscale db upgrade`"
-        )
-    return current
+        raise store_error(message, is_transient(err)) from None

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from ttscale.errors import StoreError
 from ttscale.store import read, schema
 from ttscale.store.encoding import encode_text
-from ttscale.store.versioning import code_version
+from ttscale.store.provenance import code_version
 
 FORMATS = ("parquet", "csv", "jsonl")
 _SWEEP_ID = re.compile(r"[0-9a-f]{16}")
@@ -109,14 +109,17 @@ def export_sweep(conn: Connection, sweep_id: str, out_dir: str | Path, fmt: str)
         raise StoreError(f"export format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if not _SWEEP_ID.fullmatch(sweep_id):
         raise StoreError(f"sweep id: must be 16 hex characters, got {sweep_id!r}")
-    sweeps = read.read_sweeps(conn).filter(pl.col("id") == sweep_id)
-    if sweeps.height == 0:
+    try:
+        sweep = read.read_sweep(conn, sweep_id)
+    except SpecError:
+        raise StoreError(f"no sweep with id {sweep_id!r}") from None
+    if sweep["sweep_id"] != sweep_id:  # a name or prefix matched: export takes the exact id
         raise StoreError(f"no sweep with id {sweep_id!r}")
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
     cells = read.read_cells(conn, sweep_id)
-    cell_ids = cells.get_column("id").to_list()
+    cell_ids = cells.get_column("cell_id").to_list()
     files: dict[str, _TableFile] = {}
     try:
         for name, frame in (("cells", cells), ("problems", read.read_problems_of_cells(conn, cell_ids))):
@@ -135,13 +138,13 @@ def export_sweep(conn: Connection, sweep_id: str, out_dir: str | Path, fmt: str)
         for f in files.values():
             f.abort()
         raise
-    written.append(_write_manifest(out, sweeps.row(0, named=True), fmt, counts))
+    written.append(_write_manifest(out, sweep, fmt, counts))
     return written
 
 
 def _write_manifest(out: Path, sweep: dict, fmt: str, counts: dict[str, int]) -> Path:
     manifest = {
-        "id": sweep["id"],
+        "sweep_id": sweep["sweep_id"],
         "name": sweep["name"],
         "spec": sweep["spec"],
         "spec_hash": sweep["spec_hash"],

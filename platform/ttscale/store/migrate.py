@@ -21,8 +21,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ttscale.errors import StoreError
-from ttscale.store.engine import connect, one_line, redact_url
-from ttscale.store.versioning import repo_root
+from ttscale.store.engine import connect, is_transient, one_line, redact_url, scrubbed, store_error
+from ttscale.store.provenance import repo_root
+from ttscale.store.schema import metadata
 
 
 def migrations_dir() -> Path:
@@ -73,11 +74,26 @@ def downgrade(engine: Engine, revision: str) -> None:
 def schema_drift(conn: Connection) -> list:
     """Differences between the ORM models and the database's actual schema, as Alembic's
     autogenerate sees them (empty when migrations and models agree)."""
-    from ttscale.store.schema import metadata
-
     ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
     return [d for d in compare_metadata(ctx, metadata) if not _is_alembic_table(d)]
 
 
 def _is_alembic_table(diff: object) -> bool:
     return isinstance(diff, tuple) and len(diff) > 1 and getattr(diff[1], "name", None) == "alembic_version"
+
+
+def check_reachable_and_migrated(engine: Engine) -> str:
+    """Return the store's schema revision, or raise StoreError if the store cannot be reached
+    or is not at the migrations' head (with the command that fixes it)."""
+    with connect(engine) as conn:
+        try:
+            current = current_revision(conn)
+        except SQLAlchemyError as err:
+            raise store_error(f"store {redact_url(engine.url)}: {scrubbed(err, engine.url)}", is_transient(err)) from None
+    head = head_revision()
+    if current != head:
+        raise StoreError(
+            f"store {redact_url(engine.url)} is at schema revision {current or 'none'}, "
+            f"code expects {head}: run `ttscale db upgrade`"
+        )
+    return current

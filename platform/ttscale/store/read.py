@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from ttscale.errors import StoreError
+from ttscale.errors import SpecError, StoreError
 from ttscale.store import schema
 from ttscale.store.encoding import decode_floats, decode_frame, decode_text, encode_text
 from ttscale.tree import Candidate, Node, ProblemResult
@@ -27,7 +27,7 @@ from ttscale.tree import Candidate, Node, ProblemResult
 UTC_TS = pl.Datetime("us", "UTC")
 
 SWEEP_SCHEMA = {
-    "id": pl.String,
+    "sweep_id": pl.String,
     "name": pl.String,
     "spec": pl.String,
     "spec_hash": pl.String,
@@ -41,7 +41,7 @@ SWEEP_SCHEMA = {
     "n_cells": pl.Int64,
 }
 CELL_SCHEMA = {
-    "id": pl.String,
+    "cell_id": pl.String,
     "model": pl.String,
     "verifier": pl.String,
     "aggregation": pl.String,
@@ -51,6 +51,7 @@ CELL_SCHEMA = {
     "dataset": pl.String,
     "seed": pl.Int64,
     "spec": pl.String,
+    "n_problems": pl.Int64,
     "source_cell_id": pl.String,
     "status": pl.String,
     "code_version": pl.String,
@@ -131,8 +132,11 @@ VERDICT_SCHEMA = {
     "method": pl.String,
     "n": pl.Int64,
     "answer": pl.String,
-    "correct": pl.Boolean,
+    "correct": pl.Float64,
 }
+ID_COLUMNS = {"sweep_id": "id", "cell_id": "id"}
+"""Frames name a sweep's and a cell's id `sweep_id` and `cell_id`, as every other table does;
+in their own tables the column is `id`."""
 
 
 def _conn(db: Connection | Session | Engine) -> tuple[Connection, bool]:
@@ -212,26 +216,78 @@ def _encoded(values: Sequence[str]) -> list[str]:
     return [encode_text(v) for v in values]
 
 
-def read_sweeps(db: Connection | Session | Engine) -> pl.DataFrame:
-    """Every sweep, newest first, with `n_cells` (cells linked to it)."""
+def _columns(table: sa.Table, frame_schema: dict) -> list:
+    return [table.c[ID_COLUMNS.get(k, k)].label(k) for k in frame_schema if ID_COLUMNS.get(k, k) in table.c]
+
+
+def _sweep_query() -> sa.Select:
     s, sc = schema.sweeps, schema.sweep_cells
     n_cells = sa.select(sa.func.count()).where(sc.c.sweep_id == s.c.id).scalar_subquery()
-    cols = [s.c[k] for k in SWEEP_SCHEMA if k != "n_cells"]
-    query = sa.select(*cols, n_cells.label("n_cells")).order_by(s.c.created_at.desc(), s.c.id)
-    return query_frame(db, query, SWEEP_SCHEMA)
+    return sa.select(*_columns(s, SWEEP_SCHEMA), n_cells.label("n_cells"))
 
 
-def read_cells(db: Connection | Session | Engine, sweep_id: str | None = None) -> pl.DataFrame:
-    """Every cell (or those linked to `sweep_id`), with `n_problems_done`."""
+def read_sweeps(db: Connection | Session | Engine) -> pl.DataFrame:
+    """Every sweep, newest first, with `n_cells` (cells linked to it)."""
+    s = schema.sweeps
+    return query_frame(db, _sweep_query().order_by(s.c.created_at.desc(), s.c.id), SWEEP_SCHEMA)
+
+
+def read_sweep(db: Connection | Session | Engine, ref: str) -> dict:
+    """One sweep's row by id, unique id prefix (4 characters or more) or name (the newest of
+    that name); SpecError naming the newest sweeps when nothing matches, or when a prefix is
+    ambiguous."""
+    s = schema.sweeps
+    newest = (s.c.created_at.desc(), s.c.id)
+    tries = [_sweep_query().where(s.c.id == ref)]
+    if len(ref) >= 4:
+        tries.append(_sweep_query().where(s.c.id.startswith(ref, autoescape=True)).limit(2))
+    tries.append(_sweep_query().where(s.c.name == encode_text(ref)).order_by(*newest).limit(1))
+    for query in tries:
+        rows = query_frame(db, query, SWEEP_SCHEMA)
+        if rows.height > 1:
+            raise SpecError(f"sweep: {ref!r} matches {rows.height} sweeps; give more of the id")
+        if rows.height == 1:
+            return rows.row(0, named=True)
+    latest = query_frame(db, _sweep_query().order_by(*newest).limit(5), SWEEP_SCHEMA)
+    known = ", ".join(f"{r['sweep_id']} ({r['name']})" for r in latest.iter_rows(named=True)) or "none"
+    raise SpecError(f"sweep: no sweep {ref!r} in the store; newest: {known}")
+
+
+def count_sweeps_and_cells(db: Connection | Session | Engine) -> tuple[int, int]:
+    """How many sweeps and cells the store holds (for messages that say what there is)."""
+    conn, opened = _conn(db)
+    try:
+        n_sweeps = conn.execute(sa.select(sa.func.count()).select_from(schema.sweeps)).scalar_one()
+        n_cells = conn.execute(sa.select(sa.func.count()).select_from(schema.cells)).scalar_one()
+    finally:
+        if opened:
+            conn.close()
+    return int(n_sweeps), int(n_cells)
+
+
+def _cell_query() -> sa.Select:
     c, pr = schema.cells, schema.problem_runs
     done = sa.select(sa.func.count()).where(pr.c.cell_id == c.c.id).scalar_subquery()
-    cols = [c.c[k] for k in CELL_SCHEMA if k != "n_problems_done"]
-    query = sa.select(*cols, done.label("n_problems_done")).order_by(c.c.created_at, c.c.id)
+    return sa.select(*_columns(c, CELL_SCHEMA), done.label("n_problems_done"))
+
+
+def read_cells(db: Connection | Session | Engine, sweep_id: str | None = None, cell_ids: Sequence[str] | None = None) -> pl.DataFrame:
+    """Every cell (or those linked to `sweep_id`, or those of `cell_ids`), with `n_problems_done`."""
+    c = schema.cells
+    query = _cell_query().order_by(c.c.created_at, c.c.id)
     if sweep_id is not None:
         query = query.join(schema.sweep_cells, schema.sweep_cells.c.cell_id == c.c.id).where(
             schema.sweep_cells.c.sweep_id == sweep_id
         )
+    if cell_ids is not None:
+        query = query.where(c.c.id.in_(list(cell_ids)))
     return query_frame(db, query, CELL_SCHEMA)
+
+
+def read_cell(db: Connection | Session | Engine, cell_id: str) -> dict | None:
+    """One cell's row (as `read_cells` has it), None when it is not registered."""
+    rows = query_frame(db, _cell_query().where(schema.cells.c.id == cell_id), CELL_SCHEMA)
+    return rows.row(0, named=True) if rows.height else None
 
 
 def read_candidates(db: Connection | Session | Engine, cell_ids: Sequence[str], *, with_text: bool = False) -> pl.DataFrame:

@@ -115,6 +115,9 @@ class Cell(Base):
     seed: Mapped[int] = mapped_column(sa.BigInteger)
     spec: Mapped[str] = mapped_column(sa.Text)
     """`CellSpec.canonical_json()` verbatim: its sha256 prefix is the id, so keep it byte-exact."""
+    n_problems: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    """Problems the cell's dataset holds (known when it is planned): progress is stored /
+    this, without loading the dataset again. 0 for cells stored before it was recorded."""
     source_cell_id: Mapped[str | None] = mapped_column(_ID, index=True)
     """The larger-budget cell whose first n candidates this cell reuses. No foreign key on
     purpose: cells of a sweep may be registered in any order, in separate transactions."""
@@ -243,7 +246,9 @@ class VerdictRow(Base):
     method: Mapped[str] = mapped_column(_NAME, primary_key=True)
     n: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     answer: Mapped[str | None] = mapped_column(sa.Text)
-    correct: Mapped[bool] = mapped_column(sa.Boolean)
+    correct: Mapped[float] = mapped_column(sa.Double)
+    """1.0 or 0.0 for a selection method; for `pass`, the unbiased pass@n estimate over all of
+    the problem's N candidates (`analysis.passk`): one definition, stored and analysed alike."""
 
 
 metadata = Base.metadata

@@ -18,7 +18,6 @@ nothing (the shard reports its problems skipped) and adds nothing to the cell's 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,12 +30,12 @@ from sqlalchemy.orm import Session
 
 from ttscale.compute import flops
 from ttscale.errors import StoreError
-from ttscale.spec import CellSpec, SweepSpec
+from ttscale.spec import CellSpec, SweepSpec, canonical_json
 from ttscale.store import schema
 from ttscale.store.bulk import bulk_insert
 from ttscale.store.encoding import decode_text, encode_floats, encode_json, encode_text
 from ttscale.store.schema import STATUSES, utcnow
-from ttscale.store.versioning import code_version
+from ttscale.store.provenance import code_version
 from ttscale.tree import Problem, ProblemResult, ShardOutcome, Verdict
 
 SessionOrConnection = Session | Connection
@@ -68,8 +67,7 @@ def _insert_ignore(conn: Connection, table: sa.Table, keys: Sequence[str]) -> sa
 
 def spec_hash(spec: SweepSpec) -> str:
     """sha256 of the validated spec's canonical JSON: a reformatted YAML hashes the same."""
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()
 
 
 def register_sweep(db: SessionOrConnection, spec: SweepSpec, raw_spec_text: str, created_by: str) -> str:
@@ -98,14 +96,16 @@ def register_cell(
     *,
     sweep_id: str | None = None,
     source_cell_id: str | None = None,
+    n_problems: int = 0,
     policy_params: int = 0,
     verifier_params: int = 0,
 ) -> None:
     """Record a cell (status `pending`) and, with `sweep_id`, its membership of that sweep.
 
     Idempotent: an existing cell keeps its row (status, totals, source); only a new sweep
-    link is added. `source_cell_id`: the larger-budget cell whose first n candidates this
-    cell reuses (`SweepSpec.generation_source`), None when it generates its own.
+    link is added, and `n_problems` filled in if it was not known yet. `source_cell_id`: the
+    larger-budget cell whose first n candidates this cell reuses (`SweepSpec.generation_source`),
+    None when it generates its own. `n_problems`: the problems of the cell's dataset.
     """
     conn = connection_of(db)
     row = {
@@ -119,6 +119,7 @@ def register_cell(
         "dataset": encode_text(cell.dataset.label),
         "seed": cell.seed,
         "spec": cell.canonical_json(),
+        "n_problems": int(n_problems),
         "source_cell_id": source_cell_id,
         "status": "pending",
         "code_version": code_version(),
@@ -134,6 +135,9 @@ def register_cell(
     if sweep_id is not None and conn.execute(sa.select(schema.sweeps.c.id).where(schema.sweeps.c.id == sweep_id)).first() is None:
         raise StoreError(f"register_cell: sweep {sweep_id!r} is not registered")
     conn.execute(_insert_ignore(conn, schema.cells, ["id"]), [row])
+    if n_problems:
+        c = schema.cells.c
+        conn.execute(sa.update(schema.cells).where(c.id == cell.cell_id, c.n_problems == 0).values(n_problems=int(n_problems)))
     if sweep_id is not None:
         link = {"sweep_id": sweep_id, "cell_id": cell.cell_id}
         conn.execute(_insert_ignore(conn, schema.sweep_cells, ["sweep_id", "cell_id"]), [link])

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ttscale.spec import BeamSearchParams
-from ttscale.strategies import STRATEGIES
+from ttscale.strategies import register
 from ttscale.strategies.common import Beam, SearchContext, expand, make_candidate
+from ttscale.strategy_params import BeamSearchParams
 from ttscale.tree import Problem, ProblemResult
 
 
@@ -29,7 +29,7 @@ def spread(total: int, k: int) -> list[int]:
     return [total // k + (i < total % k) for i in range(k)]
 
 
-@STRATEGIES.register("beam_search", "Step-level beam search: keep the N/M best paths, expand each M ways")
+@register(BeamSearchParams)
 def beam_search(
     problems: Sequence[Problem], n: int, params: BeamSearchParams, ctx: SearchContext
 ) -> list[ProblemResult]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ttscale.strategies import STRATEGIES
+from ttscale.strategies import register
+from ttscale.strategy_params import BestOfNParams, MajorityParams
 from ttscale.strategies.common import Request, SearchContext, add_node, generate, make_candidate, score_solutions
 from ttscale.tree import Problem, ProblemResult
 
@@ -44,11 +45,11 @@ def sample_and_score(problems: Sequence[Problem], n: int, ctx: SearchContext) ->
     return results
 
 
-@STRATEGIES.register("best_of_n", "Sample N solutions, score with the verifier, select naive/weighted/majority")
-def best_of_n(problems: Sequence[Problem], n: int, params, ctx: SearchContext) -> list[ProblemResult]:
+@register(BestOfNParams)
+def best_of_n(problems: Sequence[Problem], n: int, params: BestOfNParams, ctx: SearchContext) -> list[ProblemResult]:
     return sample_and_score(problems, n, ctx)
 
 
-@STRATEGIES.register("majority", "Sample N solutions; the most frequent equivalent answer wins")
-def majority(problems: Sequence[Problem], n: int, params, ctx: SearchContext) -> list[ProblemResult]:
+@register(MajorityParams)
+def majority(problems: Sequence[Problem], n: int, params: MajorityParams, ctx: SearchContext) -> list[ProblemResult]:
     return sample_and_score(problems, n, ctx)

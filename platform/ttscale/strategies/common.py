@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ttscale.aggregation import aggregate
-from ttscale.backends.base import Completion, Policy
+from ttscale.backends.base import Completion, GenerationRequest, Policy
 from ttscale.prompting import PromptBuilder, is_final_step
 from ttscale.spec import SamplingParams
 from ttscale.tree import Candidate, Node, Problem, ProblemResult
-from ttscale.verifiers.base import Verifier, split_steps
+from ttscale.verifiers.base import STEP_SEPARATOR, Verifier, split_steps
 from ttscale.verifiers.cache import CachingVerifier
 
 
@@ -78,15 +78,16 @@ def generate(
     temperature = 0.0 if greedy else s.temperature
     g = 1 if temperature == 0.0 else math.gcd(*(r.n for r in requests))
     owner = [i for i, r in enumerate(requests) for _ in range(r.n // g)]
-    got = ctx.policy.generate(
-        [prompts[i] for i in owner],
+    request = GenerationRequest(
+        prompts=tuple(prompts[i] for i in owner),
         n=g,
-        stop=["\n\n"] if step else None,
         max_tokens=s.step_max_tokens if step else s.max_tokens,
         temperature=temperature,
         top_p=1.0 if greedy else s.top_p,
+        stop=(STEP_SEPARATOR,) if step else None,
         seed=ctx.seed,
     )
+    got = ctx.policy.generate(request)
     out: list[list[Completion]] = [[] for _ in requests]
     for i, completions in zip(owner, got, strict=True):
         out[i].extend(completions)

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ttscale.spec import DVTSParams
-from ttscale.strategies import STRATEGIES
+from ttscale.strategies import register
 from ttscale.strategies.common import Beam, SearchContext, expand, make_candidate
+from ttscale.strategy_params import DVTSParams
 from ttscale.tree import Problem, ProblemResult
 
 
-@STRATEGIES.register("dvts", "Diverse Verifier Tree Search: N/M independent subtrees, each greedy on verifier score")
+@register(DVTSParams)
 def dvts(problems: Sequence[Problem], n: int, params: DVTSParams, ctx: SearchContext) -> list[ProblemResult]:
     m = params.beam_width
     results = [ProblemResult(p.id, [], []) for p in problems]

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ttscale.spec import SelfRefineParams
-from ttscale.strategies import STRATEGIES
+from ttscale.strategies import register
 from ttscale.strategies.common import Request, SearchContext, add_node, generate, make_candidate, score_solutions
+from ttscale.strategy_params import SelfRefineParams
 from ttscale.tree import Problem, ProblemResult
 
 
-@STRATEGIES.register("self_refine", "N chains; the model revises its own answer for R rounds")
+@register(SelfRefineParams)
 def self_refine(
     problems: Sequence[Problem], n: int, params: SelfRefineParams, ctx: SearchContext
 ) -> list[ProblemResult]:

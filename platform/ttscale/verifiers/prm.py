@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ttscale.backends.base import Policy
+from ttscale.backends.vllm_engine import get_policy, get_reward_model
 from ttscale.errors import BackendError
 from ttscale.settings import Settings
 from ttscale.verifiers import VERIFIERS
@@ -208,14 +209,10 @@ class QwenMathPRM:
 @VERIFIERS.register("rlhflow_prm", "RLHFlow/Llama3.1-8B-PRM-Deepseek-Data, the reference PRM (GPU)")
 def make_rlhflow_prm(policy: Policy, settings: Settings) -> RlhflowPRM:
     del policy
-    from ttscale.backends.vllm_engine import get_policy
-
     return RlhflowPRM(get_policy(RLHFLOW_MODEL, settings, role="prm", max_logprobs=PRM_TOP_K))
 
 
 @VERIFIERS.register("qwen_prm", "Qwen/Qwen2.5-Math-PRM-7B, step classifier at <extra_0> tags (GPU)")
 def make_qwen_prm(policy: Policy, settings: Settings) -> QwenMathPRM:
     del policy
-    from ttscale.backends.vllm_engine import get_reward_model
-
     return QwenMathPRM(get_reward_model(QWEN_PRM_MODEL, settings))

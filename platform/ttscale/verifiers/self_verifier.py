@@ -11,6 +11,7 @@ The verifier's FLOPs are the policy's (`n_params`), over every prompt token it r
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
 
 from ttscale.backends.base import Policy
@@ -33,18 +34,22 @@ def yes_probability(top: Mapping[str, float]) -> float:
     return yes / (yes + no)
 
 
+@dataclass
 class SelfVerifier:
+    """The policy judging its own steps (a `Verifier`); its FLOPs are the policy's."""
+
+    policy: Policy
+    top_k: int = TOP_K
     name = "self"
 
-    def __init__(self, policy: Policy, top_k: int = TOP_K) -> None:
-        self.policy = policy
-        self.n_params = policy.n_params
-        self.top_k = top_k
-        self._prompts = PromptBuilder(policy.chat_prompt)
+    @property
+    def n_params(self) -> int:
+        return self.policy.n_params
 
     def prompts(self, problem: str, steps: Sequence[str], start: int) -> list[str]:
         """One question per step `start..`: is step j correct given the problem and steps[:j]?"""
-        return [self._prompts.self_verify(problem, steps[: j + 1]) for j in range(start, len(steps))]
+        builder = PromptBuilder(self.policy.chat_prompt)
+        return [builder.self_verify(problem, steps[: j + 1]) for j in range(start, len(steps))]
 
     def score(
         self, problems: Sequence[str], solutions: Sequence[Sequence[str]], start: Sequence[int]

@@ -7,7 +7,7 @@ under test, after its modules load:
 - `RELIABILITY_GENERATE_DELAY_S`: every `ScriptedPolicy.generate` call sleeps this long
   first, so that a shard of the scripted model lasts seconds — long enough for a test to
   strike while it runs.
-- `RELIABILITY_TRACE`: a file; every `ttscale.runner.run_shard` call appends a JSON line
+- `RELIABILITY_TRACE`: a file; every `ttscale.runner.search_shard` call appends a JSON line
   `{"event": "start"|"end", "pid", "t", "cell_id", "problem_ids"}` (O_APPEND: lines from
   concurrent processes do not interleave). Tests read it to know a shard is in flight and
   which problems were computed when.
@@ -53,16 +53,16 @@ def _patch_scripted(module) -> None:
 
 
 def _patch_runner(module) -> None:
-    original = module.run_shard
+    original = module.search_shard
 
-    def run_shard(cell, problems, *args, **kwargs):
+    def search_shard(cell, problems, *args, **kwargs):
         problems = list(problems)
         _trace("start", cell, problems)
         outcome = original(cell, problems, *args, **kwargs)
         _trace("end", cell, problems)
         return outcome
 
-    module.run_shard = run_shard
+    module.search_shard = search_shard
 
 
 def _patch_engine(module) -> None:

@@ -1,10 +1,11 @@
 """Cached loaders: the only place the dashboard reaches the store.
 
-`st.cache_resource` holds one Engine per URL; `st.cache_data(ttl=...)` holds frames keyed by
-plain arguments (the URL first, so two stores never share an entry). Every read goes through
-`ttscale.store.read_*` and every number through `ttscale.analysis`; nothing here writes. The
-URL is `Settings.from_env().dashboard_database_url`: `TTSCALE_DASHBOARD_DATABASE_URL` (the
-read-only role on a team install), falling back to the store URL.
+`st.cache_resource` holds one Engine per URL (`store.open_engine`, as every edge opens the
+store); `st.cache_data(ttl=...)` holds frames keyed by plain arguments (the URL first, so two
+stores never share an entry). Every read goes through `ttscale.store.read_*` or
+`ttscale.results`, and every number through `ttscale.analysis`; nothing here writes. The URL is
+`Settings.from_env().dashboard_database_url`: `TTSCALE_DASHBOARD_DATABASE_URL` (the read-only
+role on a team install), falling back to the store URL.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
-from ttscale import analysis, store
+from ttscale import analysis, results, store
+from ttscale.analysis.bin_accuracy import bin_accuracy
 from ttscale.settings import Settings
-from ttscale.store import read as store_read
 
 LIST_TTL_S = 15
 """Sweep and cell lists: short, so a running sweep's progress moves on the next rerun."""
@@ -42,7 +43,7 @@ def settings() -> Settings:
 @st.cache_resource(show_spinner=False)
 def engine(url: str):
     """One Engine (and its pool) per store URL for the whole server."""
-    return store.make_engine(url)
+    return store.open_engine(url, create_embedded=False)
 
 
 def clear() -> None:
@@ -55,10 +56,10 @@ def stamp(url: str, cell_ids: tuple[str, ...]) -> str:
     part of a result's cache key (an argument Streamlit hashes), so a result is recomputed
     exactly when its cells change."""
     listed = cells(url)
-    chosen = listed.filter(pl.col("id").is_in(list(cell_ids)))
+    chosen = listed.filter(pl.col("cell_id").is_in(list(cell_ids)))
     ids = set(cell_ids) | set(chosen["source_cell_id"].drop_nulls().to_list())  # served cells: their sources count
-    frame = listed.filter(pl.col("id").is_in(sorted(ids))).sort("id")
-    return ";".join(f"{i}:{n}:{s}" for i, n, s in frame.select("id", "n_problems_done", "status").iter_rows())
+    frame = listed.filter(pl.col("cell_id").is_in(sorted(ids))).sort("cell_id")
+    return ";".join(f"{i}:{n}:{s}" for i, n, s in frame.select("cell_id", "n_problems_done", "status").iter_rows())
 
 
 # ---- lists ------------------------------------------------------------------------------------
@@ -81,33 +82,11 @@ def memberships(url: str) -> pl.DataFrame:
     """sweep_id, cell_id for every sweep (one `read_cells` per sweep)."""
     with store.connect(engine(url)) as conn:
         frames = [
-            store.read_cells(conn, sweep_id).select(pl.lit(sweep_id).alias("sweep_id"), pl.col("id").alias("cell_id"))
-            for sweep_id in store.read_sweeps(conn)["id"].to_list()
+            store.read_cells(conn, sweep_id).select(pl.lit(sweep_id).alias("sweep_id"), "cell_id")
+            for sweep_id in store.read_sweeps(conn)["sweep_id"].to_list()
         ]
     schema = {"sweep_id": pl.String, "cell_id": pl.String}
     return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=schema)
-
-
-@st.cache_data(ttl=3600, show_spinner=False)
-def dataset_size(dataset_json: str) -> int | None:
-    """Problems in a cell's dataset (its spec's `dataset` as JSON); None if it cannot be loaded
-    here (e.g. a JSONL path that lives only on the workers)."""
-    from ttscale.data import load_problems
-    from ttscale.spec import DatasetSpec
-
-    try:
-        return len(load_problems(DatasetSpec.model_validate_json(dataset_json)))
-    except Exception:  # noqa: BLE001 — unknown size is a display fact, not an error
-        return None
-
-
-def expected_problems(cells_frame: pl.DataFrame) -> pl.DataFrame:
-    """cell_id, n_problems_expected from each cell's stored spec (null when unknown)."""
-    out = []
-    for cell_id, spec in zip(cells_frame["id"].to_list(), cells_frame["spec"].to_list(), strict=True):
-        dataset = (json.loads(spec) if spec else {}).get("dataset")
-        out.append((cell_id, dataset_size(json.dumps(dataset, sort_keys=True)) if dataset else None))
-    return pl.DataFrame(out, schema={"cell_id": pl.String, "n_problems_expected": pl.Int64}, orient="row")
 
 
 # ---- analysis ---------------------------------------------------------------------------------
@@ -130,23 +109,12 @@ def analyse(url: str, cell_ids: tuple[str, ...], bins: str = "oracle", mode: str
 
 @st.cache_data(ttl=RESULT_TTL_S, show_spinner="Analysing candidates…")
 def _analyse(url: str, cell_ids: tuple[str, ...], bins: str, mode: str, version: str) -> Analysis | None:
-    from ttscale.analysis.bin_accuracy import bin_accuracy
-
     with store.connect(engine(url)) as conn:
-        everything = store.read_cells(conn)
-        chosen = everything.filter(pl.col("id").is_in(list(cell_ids)))
-        ids = sorted(set(cell_ids) | set(chosen["source_cell_id"].drop_nulls().to_list()))
-        cell_frame = everything.filter(pl.col("id").is_in(ids)).rename({"id": "cell_id"})
-        candidates = store.read_candidates(conn, ids)
-        if candidates.height == 0:
-            return None
-        runs = store.read_problem_runs(conn, ids)
-        problems = store_read.read_problems_of_cells(conn, ids)
-    report = analysis.build_report(cell_frame, candidates, runs, problems, mode=mode, bins=bins)
-    described = analysis.describe_cells(cell_frame)
-    verdicts = analysis.problem_verdicts(candidates, mode=mode)
-    points = analysis.frontier_points(verdicts.per_problem, described, runs)
-    return Analysis(report, bin_accuracy(points, report.problem_bins), candidates.height)
+        stored = results.load(conn, cell_ids)
+    if stored.candidates.height == 0:
+        return None
+    report = results.report(stored, mode=mode, bins=bins)
+    return Analysis(report, bin_accuracy(report.points, report.problem_bins), stored.candidates.height)
 
 
 # ---- one cell, one problem ----------------------------------------------------------------------
@@ -162,7 +130,7 @@ def cell_problems(url: str, cell_id: str) -> pl.DataFrame:
 def _cell_problems(url: str, cell_id: str, version: str) -> pl.DataFrame:
     with store.connect(engine(url)) as conn:
         runs = store.read_problem_runs(conn, [cell_id])
-        problems = store_read.read_problems_of_cells(conn, [cell_id])
+        problems = store.read_problems_of_cells(conn, [cell_id])
         candidates = store.read_candidates(conn, [cell_id])
     correct = candidates.group_by("problem_id").agg(pl.col("correct").fill_null(False).sum().cast(pl.Int64).alias("n_correct"))
     return (
@@ -251,10 +219,10 @@ def export_cell_zip(url: str, cell_id: str, fmt: str) -> bytes:
     """One cell's tables (cells, problem_runs, candidates with text, nodes, verdicts), zipped."""
     with store.connect(engine(url)) as conn:
         tables = {
-            "cells": store.read_cells(conn).filter(pl.col("id") == cell_id),
+            "cells": store.read_cells(conn, cell_ids=[cell_id]),
             "problem_runs": store.read_problem_runs(conn, [cell_id]),
             "candidates": store.read_candidates(conn, [cell_id], with_text=True),
-            "nodes": store_read.read_nodes_of_cells(conn, [cell_id]),
+            "nodes": store.read_nodes_of_cells(conn, [cell_id]),
             "verdicts": store.read_verdicts(conn, [cell_id]),
         }
     with tempfile.TemporaryDirectory(prefix="ttscale-export-") as tmp:

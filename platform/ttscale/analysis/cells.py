@@ -16,7 +16,8 @@ import json
 import polars as pl
 
 from ttscale.analysis.frames import CELL_COLUMNS, require_columns
-from ttscale.spec import PREFIX_SHAREABLE
+from ttscale.spec import as_cell
+from ttscale.strategy_params import PREFIX_SHARING
 
 DESCRIBED_COLUMNS = ("cell_id", "model", "dataset", "strategy", "config", "verifier", "aggregation", "n_cell", "seed")
 
@@ -25,19 +26,16 @@ def _strategy_params(spec: str | None) -> dict:
     """Strategy hyperparameters from a cell's canonical JSON (`CellSpec.canonical_json`)."""
     if not spec:
         return {}
-    strategy = json.loads(spec).get("strategy") or {}
-    return {k: v for k, v in strategy.items() if k != "name"}
+    return as_cell(spec).strategy.model_dump(mode="json", exclude={"name"})
 
 
 def describe_cells(cells: pl.DataFrame) -> pl.DataFrame:
     """One row per cell: cell_id, model, dataset, strategy, config, verifier, aggregation, n_cell, seed.
 
-    `cells` is `store.read_cells(...)`: it needs cell_id (or the store's `id`), model,
+    `cells` is `store.read_cells(...)`: it needs cell_id, model,
     dataset, strategy, n, seed and may carry verifier, aggregation, beam_width and spec (the canonical JSON, from which
     strategy hyperparameters are read). This reads one small row per cell in Python.
     """
-    if "cell_id" not in cells.columns and "id" in cells.columns:
-        cells = cells.rename({"id": "cell_id"})
     require_columns(cells, CELL_COLUMNS, "cells")
     rows = cells.to_dicts()
     params = []
@@ -97,7 +95,7 @@ def budget_is_run(n: pl.Expr, n_cell: pl.Expr, strategy: pl.Expr) -> pl.Expr:
     """Whether the first n candidates of a cell stand for a run at budget n.
 
     True at n = N, and at every n for strategies whose smaller budgets are prefixes of the
-    larger (`spec.PREFIX_SHAREABLE`: majority, best_of_n, dvts); a beam search at N=64 cut to
-    its first 4 candidates is not a beam search at N=4.
+    larger (`StrategyParams.shares_prefix`); a beam search at N=64 cut to its first 4
+    candidates is not a beam search at N=4.
     """
-    return (n == n_cell) | strategy.is_in(sorted(PREFIX_SHAREABLE))
+    return (n == n_cell) | strategy.is_in(sorted(PREFIX_SHARING))

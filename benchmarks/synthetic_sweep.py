@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ttscale.spec import BeamSearchParams, BestOfNParams, CellSpec, DatasetSpec, DVTSParams, MajorityParams
+from ttscale.spec import CellSpec, DatasetSpec
+from ttscale.strategy_params import BeamSearchParams, BestOfNParams, DVTSParams, MajorityParams
 
 STRATEGY_BOOST = {"best_of_n": 0.0, "majority": 0.0, "dvts": 0.3, "beam_search": 0.5}
 

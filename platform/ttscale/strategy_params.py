@@ -1,0 +1,141 @@
+"""Each strategy's parameter model, and every trait of the strategy the rest of ttscale needs.
+
+A strategy is declared once: its parameters (frozen pydantic fields with docstrings) and its
+traits (class variables and methods below) live on one class here, and its algorithm registers
+under that class in `ttscale.strategies` (`@STRATEGIES.register(BeamSearchParams)`). The planner
+asks the model for the work estimate, the runner for the budgets to judge, the analysis and the
+dashboard whether smaller budgets share a run, the spec whether a verifier is needed — no list
+of strategy names anywhere else. Adding a strategy: its class here (and in `ALL_PARAMS`), its
+module in `strategies/`, a test.
+
+This module sits beside `spec` at the bottom of the layers: pure data, no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Config(BaseModel):
+    """Frozen, strict configuration: unknown keys are errors, each field has a docstring."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class Sampling(Protocol):
+    """The token limits a work estimate needs (`spec.SamplingParams` has them)."""
+
+    max_tokens: int
+    step_max_tokens: int
+
+
+class StrategyParams(Config):
+    """Base of every strategy's parameters: the traits default to independent sampling."""
+
+    name: str
+    needs_verifier: ClassVar[bool] = False
+    """The strategy cannot run without a verifier (it searches or selects by score)."""
+    shares_prefix: ClassVar[bool] = False
+    """The first n candidates of a run at budget N are exactly a run at budget n, so one
+    generation at the largest budget serves every smaller one (the reference scores Best-of-N
+    and DVTS this way) and verdicts are judged at every power of two up to N."""
+    summary: ClassVar[str] = ""
+    """One line for `ttscale ls strategies` and the CLI's help."""
+
+    def budget_error(self, n: int) -> str | None:
+        """Why budget `n` cannot run this strategy (a message naming the field), or None."""
+        return None
+
+    @classmethod
+    def judged_budgets(cls, n: int) -> list[int]:
+        """Budgets whose verdicts a cell at budget `n` stores: 1, 2, 4, ... and `n` itself when
+        prefixes are runs (`shares_prefix`); only `n` otherwise."""
+        if not cls.shares_prefix:
+            return [n]
+        return [*(1 << k for k in range(n.bit_length()) if (1 << k) < n), n]
+
+    def estimate(self, n: int, sampling: Sampling) -> tuple[int, int]:
+        """Upper bounds per problem at budget `n`: (sequences sampled, tokens generated if
+        every sequence ran to its token limit). Default: `n` whole solutions."""
+        return n, n * sampling.max_tokens
+
+
+class MajorityParams(StrategyParams):
+    """Sample N solutions; the most frequent equivalent answer wins (no verifier needed)."""
+
+    name: Literal["majority"] = "majority"
+    shares_prefix: ClassVar[bool] = True
+    summary: ClassVar[str] = "Sample N solutions; the most frequent equivalent answer wins"
+
+
+class BestOfNParams(StrategyParams):
+    """Sample N solutions, score each with the verifier, select naive/weighted/majority."""
+
+    name: Literal["best_of_n"] = "best_of_n"
+    needs_verifier: ClassVar[bool] = True
+    shares_prefix: ClassVar[bool] = True
+    summary: ClassVar[str] = "Sample N solutions, score with the verifier, select naive/weighted/majority"
+
+
+class StepSearchParams(StrategyParams):
+    """What beam search and DVTS share: M, depth, lookahead, and their work estimate."""
+
+    needs_verifier: ClassVar[bool] = True
+    beam_width: int = Field(4, ge=1, le=256)
+    """M: continuations sampled per kept path per step (reference: 4)."""
+    n_iterations: int = Field(40, ge=1, le=200)
+    """Maximum search depth in steps; the last iteration rolls out to the end (reference: 40)."""
+    lookahead: int = Field(0, ge=0, le=10)
+    """k: extra greedy steps rolled out only to score a step (reference: 0)."""
+
+    def budget_error(self, n: int) -> str | None:
+        if n % self.beam_width:
+            return f"must be a multiple of {self.name}.beam_width={self.beam_width}, got {n}"
+        return None
+
+    def estimate(self, n: int, sampling: Sampling) -> tuple[int, int]:
+        """N expansions per iteration of at most `step_max_tokens`, each with `lookahead`
+        extra steps; the last iteration rolls every path out to `max_tokens`."""
+        per_iteration = n * (1 + self.lookahead)
+        generations = per_iteration * self.n_iterations
+        tokens = per_iteration * (self.n_iterations - 1) * sampling.step_max_tokens + n * sampling.max_tokens
+        return generations, tokens
+
+
+class BeamSearchParams(StepSearchParams):
+    """Step-level beam search against a verifier (search-and-learn `beam_search`)."""
+
+    name: Literal["beam_search"] = "beam_search"
+    summary: ClassVar[str] = "Step-level beam search: keep the N/M best paths, expand each M ways"
+
+
+class DVTSParams(StepSearchParams):
+    """Diverse Verifier Tree Search: N/M independent subtrees, each expanded greedily by verifier score."""
+
+    name: Literal["dvts"] = "dvts"
+    shares_prefix: ClassVar[bool] = True
+    summary: ClassVar[str] = "Diverse Verifier Tree Search: N/M independent subtrees, each greedy on verifier score"
+
+
+class SelfRefineParams(StrategyParams):
+    """N independent chains; each answer is revised by the model itself for R rounds."""
+
+    name: Literal["self_refine"] = "self_refine"
+    summary: ClassVar[str] = "N chains; the model revises its own answer for R rounds"
+    n_rounds: int = Field(2, ge=1, le=16)
+    """R: revision rounds after the first answer (every round is kept in the tree)."""
+
+    def estimate(self, n: int, sampling: Sampling) -> tuple[int, int]:
+        """N chains of 1 + R whole answers."""
+        generations = n * (1 + self.n_rounds)
+        return generations, generations * sampling.max_tokens
+
+
+ALL_PARAMS: tuple[type[StrategyParams], ...] = (MajorityParams, BestOfNParams, BeamSearchParams, DVTSParams, SelfRefineParams)
+"""Every strategy's parameter model; `spec.StrategySpec` is their union, picked by `name`."""
+PARAMS_BY_NAME: dict[str, type[StrategyParams]] = {p.model_fields["name"].default: p for p in ALL_PARAMS}
+STRATEGY_NAMES: tuple[str, ...] = tuple(PARAMS_BY_NAME)
+PREFIX_SHARING = frozenset(name for name, p in PARAMS_BY_NAME.items() if p.shares_prefix)
+"""Names of the strategies whose budgets share a run (`StrategyParams.shares_prefix`)."""
