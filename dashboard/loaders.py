@@ -21,6 +21,7 @@ import polars as pl
 import streamlit as st
 
 from ttscale import analysis, results, store
+from ttscale.analysis import agreement as analysis_agreement
 from ttscale.analysis.bin_accuracy import bin_accuracy
 from ttscale.settings import Settings
 
@@ -101,19 +102,19 @@ class Analysis:
     n_candidates: int
 
 
-def analyse(url: str, cell_ids: tuple[str, ...], bins: str = "oracle", mode: str = "prefix") -> Analysis | None:
+def analyse(url: str, cell_ids: tuple[str, ...], bins: str = "oracle", mode: str = "prefix", flops: str = "charged") -> Analysis | None:
     """`analysis.build_report` over `cell_ids` and the cells they reuse generations from
     (`source_cell_id`), as `ttscale report` reads them; None when there are no candidates yet."""
-    return _analyse(url, tuple(sorted(cell_ids)), bins, mode, stamp(url, tuple(cell_ids)))
+    return _analyse(url, tuple(sorted(cell_ids)), bins, mode, flops, stamp(url, tuple(cell_ids)))
 
 
 @st.cache_data(ttl=RESULT_TTL_S, show_spinner="Analysing candidates…")
-def _analyse(url: str, cell_ids: tuple[str, ...], bins: str, mode: str, version: str) -> Analysis | None:
+def _analyse(url: str, cell_ids: tuple[str, ...], bins: str, mode: str, flops: str, version: str) -> Analysis | None:
     with store.connect(engine(url)) as conn:
         stored = results.load(conn, cell_ids)
     if stored.candidates.height == 0:
         return None
-    report = results.report(stored, mode=mode, bins=bins)
+    report = results.report(stored, mode=mode, bins=bins, flops=flops)
     return Analysis(report, bin_accuracy(report.points, report.problem_bins), stored.candidates.height)
 
 
@@ -194,6 +195,19 @@ def problem_view(url: str, cell_id: str, problem_id: str, dataset: str) -> Probl
 
 
 # ---- audit ------------------------------------------------------------------------------------
+
+
+def agreement(url: str, cell_ids: tuple[str, ...]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Published verdicts of imported cells against ttscale's: (per method and budget, the
+    problems that differ); both empty when none of the cells came with published predictions."""
+    return _agreement(url, tuple(sorted(cell_ids)), stamp(url, tuple(cell_ids)))
+
+
+@st.cache_data(ttl=RESULT_TTL_S, show_spinner=False)
+def _agreement(url: str, cell_ids: tuple[str, ...], version: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    with store.connect(engine(url)) as conn:
+        verdicts = store.read_verdicts(conn, list(cell_ids))
+    return analysis_agreement.agreement(verdicts), analysis_agreement.disagreements(verdicts)
 
 
 def cell_runs(url: str, cell_ids: tuple[str, ...]) -> pl.DataFrame:

@@ -172,7 +172,7 @@ def accuracy_lines(accuracy: pl.DataFrame, models: pl.DataFrame | None = None) -
     largest. With `models` (`Report.models`), adds `flops_per_problem`. Adds `option`
     (`config:method`), as the analysis names options.
     """
-    real = accuracy.filter(budget_is_run(pl.col("n"), pl.col("n_cell"), pl.col("strategy")))
+    real = accuracy.filter(budget_is_run(pl.col("n"), pl.col("n_cell"), pl.col("prefix_unit")))
     keys = ["model", "dataset", "config", "method", "n"]
     best = (
         real.with_columns((pl.col("n") == pl.col("n_cell")).alias("_exact"))

@@ -101,11 +101,13 @@ def pick_cell(url: str, scope: Scope, *, key: str = "cell") -> dict | None:
     return cells.filter(pl.col("cell_id") == chosen).row(0, named=True)
 
 
-def analysed(url: str, scope: Scope, bins: str, mode: str = "prefix", empty: str = "No candidates stored for these cells yet.") -> loaders.Analysis:
+def analysed(
+    url: str, scope: Scope, bins: str, mode: str = "prefix", flops: str = "charged", empty: str = "No candidates stored for these cells yet."
+) -> loaders.Analysis:
     """The scope's analysis, or (after saying why) a stopped page: bins that cannot be built
     from these cells, or no candidates yet."""
     try:
-        result = loaders.analyse(url, scope.cell_ids, bins, mode)
+        result = loaders.analyse(url, scope.cell_ids, bins, mode, flops)
     except TtscaleError as err:
         st.warning(f"{err}. Pick another kind of difficulty bins.")
         st.stop()
@@ -115,9 +117,10 @@ def analysed(url: str, scope: Scope, bins: str, mode: str = "prefix", empty: str
     return result
 
 
-def analysis_options(*, key: str) -> tuple[str, list[str], str]:
-    """Difficulty bins, the selection methods to show, and how budgets below N are subsampled."""
-    left, middle, right = st.columns([1, 1, 2])
+def analysis_options(*, key: str) -> tuple[str, list[str], str, str]:
+    """Difficulty bins, the selection methods to show, how budgets below N are subsampled, and
+    which FLOPs the compute axis counts."""
+    left, middle, right, last = st.columns([1, 1, 2, 1])
     bins = left.selectbox(
         "Difficulty bins",
         ["oracle", "predicted", "level"],
@@ -142,4 +145,13 @@ def analysis_options(*, key: str) -> tuple[str, list[str], str]:
         ),
         key=f"{key}_mode",
     )
-    return bins, methods, mode
+    flops = last.selectbox(
+        "FLOPs",
+        ["charged", "computed"],
+        help=(
+            "charged: generated tokens, as the reference and Snell et al. count them; computed: also the prompt "
+            "tokens the engine computed (not served from its prefix cache)"
+        ),
+        key=f"{key}_flops",
+    )
+    return bins, methods, mode, flops

@@ -82,6 +82,19 @@ st.dataframe(
     key="audit_cells",
 )
 
+summary, differ = loaders.agreement(url, tuple(cells["cell_id"].to_list()))
+if summary.height:
+    st.markdown("**Published predictions vs ttscale**")
+    st.caption(
+        "The reference's own predictions in the imported file (`pred_naive@k`, `pred_weighted@k`, `pred_maj@k`, `pred`), "
+        "graded by ttscale, beside ttscale's selection on the same candidates; the problems where they differ below."
+    )
+    pct = st.column_config.NumberColumn(format="percent")
+    st.dataframe(summary, hide_index=True, width="stretch", key="audit_agreement",
+                 column_config={"published_accuracy": pct, "ttscale_accuracy": pct})  # fmt: skip
+    if differ.height:
+        st.dataframe(differ, hide_index=True, width="stretch", key="audit_disagreements")
+
 st.markdown("**Spec**")
 if kind == "sweep":
     st.code(record["spec"], language="yaml")

@@ -19,8 +19,10 @@ if scope is None:
     st.stop()
 left, right = st.columns(2)
 bins = left.selectbox("Difficulty bins", ["oracle", "predicted", "level"], key="optimal_bins")
-budget = right.radio("Budget", ["generations n", "FLOPs per problem"], horizontal=True, key="optimal_budget")
-report = widgets.analysed(url, scope, bins).report
+budget = right.radio("Budget", ["generations n", "FLOPs per problem", "FLOPs computed per problem"], horizontal=True, key="optimal_budget",
+                     help="FLOPs per problem: charged as the reference does (generated tokens); computed: also the prompt tokens "
+                     "the engine computed (not served from its prefix cache)")
+report = widgets.analysed(url, scope, bins, flops="computed" if budget == "FLOPs computed per problem" else "charged").report
 frontier = report.frontier if budget == "generations n" else report.frontier_flops
 if frontier.height == 0:
     st.info("No budget has verdicts to compare (FLOPs need problem runs with token counts).")

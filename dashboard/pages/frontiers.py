@@ -16,8 +16,8 @@ url = loaders.database_url()
 scope = widgets.pick_scope(url, key="frontier_scope")
 if scope is None:
     st.stop()
-bins, methods, mode = widgets.analysis_options(key="frontier")
-result = widgets.analysed(url, scope, bins, mode, "No candidates stored for these cells yet: the frontier appears once the first shard is written.")
+bins, methods, mode, flops = widgets.analysis_options(key="frontier")
+result = widgets.analysed(url, scope, bins, mode, flops, "No candidates stored for these cells yet: the frontier appears once the first shard is written.")
 report = result.report
 
 lines = views.accuracy_lines(report.accuracy, report.models)

@@ -11,7 +11,7 @@ import streamlit as st
 import views
 import widgets
 
-from ttscale.strategy_params import PARAMS_BY_NAME
+from ttscale.spec import as_cell
 
 st.title("Problem explorer")
 url = loaders.database_url()
@@ -52,7 +52,7 @@ st.markdown(f"**Gold answer:** `{problem.get('answer')}`")
 
 n_max = int(view.candidates.height)
 # The first n candidates of a beam search are not a beam search at n: only its own N is shown.
-options = PARAMS_BY_NAME[cell["strategy"]].judged_budgets(n_max) if n_max else [1]
+options = as_cell(cell["spec"]).judged_budgets(n_max) if n_max else [1]
 c1, c2 = st.columns(2)
 if len(options) > 1:
     n = c1.select_slider("Budget n (first n candidates)", options=options, value=options[-1], key="explorer_n")

@@ -75,8 +75,3 @@ class PromptBuilder:
         previous = "\n\n".join(steps[:-1]) or "(none)"
         question = _text("self_verify.txt").format(problem=problem, previous=previous, step=steps[-1])
         return self.chat([{"role": "user", "content": question.strip()}])
-
-
-def is_final_step(text: str) -> bool:
-    """A step that states the boxed answer ends the solution (models often ramble on after it)."""
-    return "\\boxed" in text

@@ -9,12 +9,13 @@ hand those frames to `ttscale.analysis`, which does all the arithmetic.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
 from ttscale.store import Connection
 from ttscale import store
+from ttscale.analysis.agreement import agreement
 from ttscale.analysis.cell_results import cell_accuracy_at, cell_totals
 from ttscale.analysis.report import Report, build_report
 from ttscale.errors import SpecError
@@ -30,6 +31,8 @@ class StoredResults:
     """Problem runs of the generating cells."""
     problems: pl.DataFrame
     """The problems the generating cells ran."""
+    verdicts: pl.DataFrame | None = None
+    """Stored verdicts of both sources where an imported cell has published ones, else None."""
 
     @property
     def generating(self) -> pl.DataFrame:
@@ -60,11 +63,13 @@ def read_results(conn: Connection, cells: pl.DataFrame, *, with_sources: bool = 
         if missing:
             cells = pl.concat([cells, store.read_cells(conn, cell_ids=sorted(missing))], how="vertical")
     generating = cells.filter(pl.col("source_cell_id").is_null())["cell_id"].to_list()
+    published = store.read_verdicts(conn, generating, source="published")
     return StoredResults(
         cells,
         store.read_candidates(conn, generating),
         store.read_problem_runs(conn, generating),
         store.read_problems_of_cells(conn, generating),
+        pl.concat([published, store.read_verdicts(conn, sorted(set(published["cell_id"])), source="ttscale")]) if published.height else None,
     )
 
 
@@ -72,7 +77,8 @@ def report(results: StoredResults, **options: object) -> Report:
     """`analysis.build_report` over the generating cells (served cells are their sources' prefixes)."""
     if results.candidates.height == 0:
         raise SpecError("SWEEP_OR_CELL: no stored candidates yet")
-    return build_report(results.generating, results.candidates, results.runs, results.problems, **options)
+    built = build_report(results.generating, results.candidates, results.runs, results.problems, **options)
+    return built if results.verdicts is None else replace(built, agreement=agreement(results.verdicts))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from ttscale.analysis.verdicts import METHODS, shard_verdicts
 from ttscale.backends import load_policy, release_engines
 from ttscale.backends.base import Policy
 from ttscale.errors import SpecError
+from ttscale.fidelity import rules
 from ttscale.grading import extract_answer, group_equivalent, is_correct, parse_gold
 from ttscale.planning import PreparedCell, prepare_cell
 from ttscale.prompting import PromptBuilder
@@ -93,13 +94,14 @@ def search_shard(cell: CellSpec, problems: Sequence[Problem], runtime: CellRunti
         aggregation=cell.aggregation,
         seed=cell.seed,
         progress=progress,
+        rules=rules(cell.fidelity),
     )
     logger.info("shard start cell=%s strategy=%s n=%d problems=%d", cell.cell_id, cell.strategy.name, cell.n, len(problems))
     results = run_strategy(list(problems), cell.n, cell.strategy, ctx)
     for problem, result in zip(problems, results, strict=True):
         check_tree(result)
         grade(problem, result)
-    verdicts = shard_verdicts(results, cell.strategy.judged_budgets(cell.n))
+    verdicts = shard_verdicts(results, cell.judged_budgets())
     elapsed = time.perf_counter() - start
     candidates = [c for r in results for c in r.candidates]
     n_fallback = sum(c.answer_method == "last_number" for c in candidates)
@@ -125,7 +127,7 @@ def accuracy_at(verdicts: Sequence[Verdict], n: int) -> dict[str, float]:
     the order reports show methods."""
     by_method: dict[str, list[float]] = {}
     for v in verdicts:
-        if v.n == n:
+        if v.n == n and v.source == "ttscale":
             by_method.setdefault(v.method, []).append(float(v.correct))
     return {m: round(sum(xs) / len(xs), 4) for m in METHODS if (xs := by_method.get(m))}
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from ttscale.errors import SpecError
+from ttscale.fidelity import Fidelity, rules
 from ttscale.strategy_params import ALL_PARAMS, STRATEGY_NAMES, Config
 
 
@@ -93,6 +94,9 @@ class CellSpec(Config):
     """Engine seed. Sampling on vLLM-CPU is not repeatable even with a seed; greedy decoding is."""
     sampling: SamplingParams = SamplingParams()
     """Temperature, top-p and token limits of every generation of the cell."""
+    fidelity: Fidelity = "ttscale"
+    """`search-and-learn` reproduces the reference's search and scoring exactly; `ttscale` makes
+    the choices docs/fidelity.md lists. Part of the cell's id: the profiles never share results."""
 
     @model_validator(mode="after")
     def _check_budget(self) -> CellSpec:
@@ -105,6 +109,12 @@ class CellSpec(Config):
 
     def canonical_json(self) -> str:
         return canonical_json(self)
+
+    def judged_budgets(self, n: int | None = None) -> list[int]:
+        """The budgets up to `n` (default: the cell's N) whose verdicts this cell stores: its
+        strategy's (`StrategyParams.judged_budgets`), under its fidelity profile."""
+        every = rules(self.fidelity).dvts_budgets_below_m
+        return self.strategy.judged_budgets(self.n if n is None else n, every_power_of_two=every)
 
     @property
     def cell_id(self) -> str:
@@ -141,6 +151,8 @@ class SweepSpec(Config):
     """`local` (this process) or the name of a Prefect work pool."""
     retries: int = Field(2, ge=0, le=20)
     """Times a failed shard is retried before the cell is marked failed."""
+    fidelity: Fidelity = "ttscale"
+    """Search semantics of every cell: `ttscale` (default) or `search-and-learn` (docs/fidelity.md)."""
 
     @model_validator(mode="after")
     def _check_grid(self) -> SweepSpec:
@@ -193,6 +205,7 @@ class SweepSpec(Config):
                         dataset=dataset,
                         seed=seed,
                         sampling=self.sampling,
+                        fidelity=self.fidelity,
                     )
                 )
         return out

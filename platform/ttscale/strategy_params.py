@@ -48,13 +48,23 @@ class StrategyParams(Config):
         """Why budget `n` cannot run this strategy (a message naming the field), or None."""
         return None
 
-    @classmethod
-    def judged_budgets(cls, n: int) -> list[int]:
-        """Budgets whose verdicts a cell at budget `n` stores: 1, 2, 4, ... and `n` itself when
-        prefixes are runs (`shares_prefix`); only `n` otherwise."""
-        if not cls.shares_prefix:
+    @property
+    def prefix_unit(self) -> int | None:
+        """The smallest prefix of a run that is a run itself (budgets that share a run are
+        multiples of it); None when only the whole run at N counts."""
+        return 1 if self.shares_prefix else None
+
+    def judged_budgets(self, n: int, *, every_power_of_two: bool = False) -> list[int]:
+        """Budgets whose verdicts a cell at budget `n` stores: `n`, and below it the powers of
+        two times `prefix_unit` (1, 2, 4, ... for independent samples; M, 2M, 4M, ... for whole
+        DVTS subtrees). `every_power_of_two`: every power of two below n whatever the unit, as
+        the reference's `score()` (the `search-and-learn` fidelity profile)."""
+        unit = self.prefix_unit
+        if unit is None:
             return [n]
-        return [*(1 << k for k in range(n.bit_length()) if (1 << k) < n), n]
+        if every_power_of_two:
+            unit = 1
+        return [*(unit << k for k in range((n // unit).bit_length()) if (unit << k) < n), n]
 
     def estimate(self, n: int, sampling: Sampling) -> tuple[int, int]:
         """Upper bounds per problem at budget `n`: (sequences sampled, tokens generated if
@@ -117,6 +127,11 @@ class DVTSParams(StepSearchParams):
     name: Literal["dvts"] = "dvts"
     shares_prefix: ClassVar[bool] = True
     summary: ClassVar[str] = "Diverse Verifier Tree Search: N/M independent subtrees, each greedy on verifier score"
+
+    @property
+    def prefix_unit(self) -> int:
+        """One whole subtree: the first n candidates are a DVTS run when n is a multiple of M."""
+        return self.beam_width
 
 
 class SelfRefineParams(StrategyParams):

@@ -136,8 +136,9 @@ def cell_metrics(cell_row: Mapping[str, Any], got: CellSummaries) -> list[tuple[
     rows = got.accuracy.filter(pl.col("cell_id") == cell_id)
     out = [(METRIC_KEYS[r["method"]], float(r["accuracy"]), int(r["n"])) for r in rows.iter_rows(named=True) if r["method"] in METRIC_KEYS]
     totals = got.totals_of(cell_id)
-    for key in ("n_prompt_tokens", "n_generated_tokens", "n_verifier_tokens", "policy_flops", "verifier_flops",
-                "total_flops", "flops_per_problem", "n_problems", "wall_time_s", "problems_per_s"):  # fmt: skip
+    for key in ("n_prompt_tokens", "n_prompt_tokens_computed", "n_generated_tokens", "n_verifier_tokens", "policy_flops",
+                "policy_flops_computed", "verifier_flops", "total_flops", "flops_per_problem", "n_problems", "wall_time_s",
+                "problems_per_s"):  # fmt: skip
         if totals.get(key) is not None:
             out.append((key, float(totals[key]), n_cell))
     return out

@@ -10,7 +10,7 @@ Invariants (checked by `check_tree`, relied on by the store and tested by proper
   of the texts on the path root → leaf; for `revision` nodes (self-refinement) it is the
   leaf's own text, since each round rewrites the whole answer.
 - `ProblemResult.n_generated_tokens` equals the sum of every node's generated and lookahead
-  tokens: nothing the policy generated is unaccounted for.
+  tokens: nothing the policy generated is unaccounted for (unless it is None: not recorded).
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ class Node:
     """On the path of at least one returned candidate."""
     pruned: bool = False
     """Dropped by the search before it finished."""
+    n_cached_prompt_tokens: int = 0
+    """Of `n_prompt_tokens`, those the engine served from its prefix cache (0 where it cannot tell)."""
 
 
 @dataclass(slots=True)
@@ -71,8 +73,9 @@ class Candidate:
     score: float | None
     """`step_scores` aggregated (last/min/prod); None without a verifier."""
     n_prompt_tokens: int
-    n_generated_tokens: int
-    """Generated tokens on this candidate's path (shared steps counted for every candidate)."""
+    n_generated_tokens: int | None
+    """Generated tokens on this candidate's path (shared steps counted for every candidate);
+    None when not recorded (an imported file without token counts)."""
     finish_reason: FinishReason
     answer: str | None = None
     """Extracted final answer, filled in by grading."""
@@ -91,11 +94,16 @@ class ProblemResult:
     nodes: list[Node]
     candidates: list[Candidate]
     n_prompt_tokens: int = 0
-    """Prompt tokens the policy processed, once per request (n samples share one prompt)."""
-    n_generated_tokens: int = 0
+    """Prompt tokens of the policy's requests, once per request (n samples share one prompt):
+    what the reference's accounting would process."""
+    n_generated_tokens: int | None = 0
+    """Everything the policy generated for the problem; None when not recorded (an imported file)."""
     n_verifier_tokens: int = 0
     n_policy_calls: int = 0
     """Generation requests made for this problem (one per beam per iteration, etc.)."""
+    n_prompt_tokens_computed: int = 0
+    """Prompt tokens the engine actually computed: every engine request's prompt less what its
+    prefix cache served (a search re-sends the growing path each iteration; most of it is cached)."""
 
     def path(self, leaf: int) -> list[Node]:
         """Nodes from the root to `leaf`, root first."""
@@ -136,7 +144,7 @@ def check_tree(result: ProblemResult) -> None:
         if not all(n.selected for n in path):
             raise TreeInvariantError(f"{result.problem_id}: candidate {cand.index} path not marked selected")
     spent = sum(n.n_generated_tokens + n.n_lookahead_tokens for n in result.nodes)
-    if spent != result.n_generated_tokens:
+    if result.n_generated_tokens is not None and spent != result.n_generated_tokens:
         raise TreeInvariantError(
             f"{result.problem_id}: nodes account for {spent} generated tokens, total says {result.n_generated_tokens}"
         )
@@ -159,6 +167,8 @@ class Verdict:
     n: int
     answer: str | None
     correct: float
+    source: str = "ttscale"
+    """`ttscale` (judged from the candidates) or `published` (a prediction an imported file came with)."""
 
 
 @dataclass(slots=True)

@@ -199,10 +199,10 @@ def test_frontier_methods_widget_filters_lines(monkeypatch, sweep_store, stored)
     assert set(chart_frames(at, 0)[0]["method"].to_list()) == {"weighted"}
 
 
-def test_bootstrap_subsets_give_every_point_an_interval(monkeypatch, sweep_store, stored):
+def test_every_point_has_an_interval_in_both_modes(monkeypatch, sweep_store, stored):
     at = run_page(monkeypatch, sweep_store, "frontiers", {"sweep": stored["sweep"]["sweep_id"]})
     prefix = chart_frames(at, 0)[0]
-    assert prefix["ci_low"].null_count() == prefix.height  # one seed, first-n subsets: no interval
+    assert prefix["ci_low"].null_count() == 0  # one seed, first-n subsets: Wilson over the problems
     widget(at, "selectbox", "frontier_mode").select("bootstrap").run()
     assert not at.exception
     lines = chart_frames(at, 0)[0]

@@ -50,6 +50,7 @@ def _result(problem_id: str, texts: tuple[str, str, str, str]) -> ProblemResult:
     ]
     generated = sum(n.n_generated_tokens + n.n_lookahead_tokens for n in nodes)
     return ProblemResult(problem_id, nodes, candidates, n_prompt_tokens=120 + 150 * 3 + 175,
+                         n_prompt_tokens_computed=120 + 3 * 30 + 25,
                          n_generated_tokens=generated, n_verifier_tokens=175, n_policy_calls=4)
 
 

@@ -94,7 +94,10 @@ def test_cell_totals_count_each_problem_once(engine, cell):
     prompt = sum(r.n_prompt_tokens for r in outcome.results)
     generated = sum(r.n_generated_tokens for r in outcome.results)
     assert (row["n_prompt_tokens"], row["n_generated_tokens"], row["n_problems_done"]) == (prompt, generated, 2)
-    assert row["policy_flops"] == float(flops(POLICY_PARAMS, prompt + generated))
+    computed = sum(r.n_prompt_tokens_computed for r in outcome.results)
+    assert row["n_prompt_tokens_computed"] == computed
+    assert row["policy_flops"] == float(flops(POLICY_PARAMS, generated))  # charged: generated only
+    assert row["policy_flops_computed"] == float(flops(POLICY_PARAMS, computed + generated))
     assert runs["verifier_flops"].to_list() == [flops(VERIFIER_PARAMS, 175)] * 2
     assert runs["elapsed_s"].sum() == pytest.approx(outcome.elapsed_s)
 
@@ -164,7 +167,7 @@ def test_readers_return_fixed_schemas_on_both_engines(engine, cell):
     assert "text" not in cands.columns and with_text["text"][0] == outcome.results[0].candidates[0].text
     assert with_text["step_scores"][0].to_list() == [0.91, 0.75, 0.5, 0.0625]
     assert cands["correct"].to_list() == [True, None] * 2
-    assert cands["policy_flops"][0] == flops(POLICY_PARAMS, 175 + 103)
+    assert cands["policy_flops"][0] == flops(POLICY_PARAMS, 103)
     assert empty.height == 0
     assert verdicts.filter(pl.col("method") == "pass")["correct"].to_list() == [True, True]
     assert nodes["parent_id"].to_list() == [None, 0, 0, 1, 0]

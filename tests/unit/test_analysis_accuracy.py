@@ -48,7 +48,9 @@ def test_cell_accuracy_is_the_mean_over_problems():
     naive1 = acc.filter((pl.col("n") == 1) & (pl.col("method") == "naive")).row(0, named=True)
     assert naive1["accuracy"] == 0.5
     assert naive1["n_problems"] == 4
-    assert naive1["ci_low"] is None and naive1["n_draws"] == 1
+    # one draw: the Wilson interval over the 4 problems, 2/4 -> [0.150, 0.850] (textbook value)
+    assert naive1["n_draws"] == 1
+    assert (naive1["ci_low"], naive1["ci_high"]) == (pytest.approx(0.1500, abs=5e-5), pytest.approx(0.8500, abs=5e-5))
     pass2 = acc.filter((pl.col("n") == 2) & (pl.col("method") == "pass")).row(0, named=True)
     assert pass2["accuracy"] == 0.75  # problems 0, 1, 3 have a correct sample
 

@@ -64,6 +64,7 @@ def test_accuracy_lines_keep_only_budgets_that_were_run():
     acc = pl.DataFrame({
         "model": "m", "dataset": "d", "strategy": ["beam_search", "beam_search", "best_of_n", "best_of_n", "best_of_n"],
         "config": ["beam_search", "beam_search", "best_of_n", "best_of_n", "best_of_n"], "n_cell": [4, 4, 4, 2, 4],
+        "prefix_unit": [None, None, 1, 1, 1],
         "n": [2, 4, 2, 2, 4], "method": "weighted", "accuracy": [0.9, 0.5, 0.3, 0.4, 0.6],
         "ci_low": None, "ci_high": None, "std": None, "n_seeds": 1,
     })  # fmt: skip

@@ -1,5 +1,6 @@
-"""docs/cli.md and docs/spec.md are what their scripts render from the code: an option or
-spec field added, renamed or re-documented without regenerating the reference fails here."""
+"""docs/cli.md, docs/spec.md and docs/fidelity.md are what their scripts render from the code: an
+option, spec field or fidelity difference added, renamed or re-documented without regenerating
+the reference fails here."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
     [
         ("cli_reference", "cli.md", ["## `ttscale sweep run`", "| `--format` |"]),
         ("spec_reference", "spec.md", ["## Strategy `dvts`", "| `beam_width` |"]),
+        ("fidelity_reference", "fidelity.md", ["| Step splitting for the verifier |", "`search-and-learn`"]),
     ],
 )
 def test_reference_matches_the_code(script, doc, landmarks):

@@ -38,6 +38,10 @@ def test_import_then_report_gives_the_hand_counted_accuracies(store_file, tmp_pa
     assert got.returncode == 0, got.stderr
     assert "4 problems written, 0 already stored; 16 candidates, n=4, dataset=math500" in got.stdout
     assert "accuracy@n=4: naive 0.500, weighted 0.750, majority 0.750, pass 1.000" in got.stdout
+    # the file's own pred_weighted@4, graded by ttscale, beside ttscale's selection: they agree
+    assert "published predictions" in got.stdout
+    agreement = [line.split() for line in got.stdout.splitlines() if " weighted " in line and "accuracy@" not in line]
+    assert [[w for w in row if w not in "│┃"] for row in agreement] == [["weighted", "4", "4", "0.750", "0.750", "0"]]
     cell = _cell_id(got.stdout)
 
     again = _import(store_file)
@@ -56,7 +60,8 @@ def test_import_then_report_gives_the_hand_counted_accuracies(store_file, tmp_pa
     md = ttscale("report", cell, "--format", "markdown", "--bins", "level", "--plot", str(plot), "--db", store_file)
     assert md.returncode == 0, md.stderr
     assert "## accuracy" in md.stdout and "| model | dataset | config | N | method | n=1 | n=2 | n=4 |" in md.stdout
-    assert "| best_of_n | 4 | weighted | 50.0 | 25.0 | 75.0 |" in md.stdout
+    # one seed, first-n prefix: each accuracy with its Wilson interval over the 4 problems
+    assert "| best_of_n | 4 | weighted | 50.0 [15.0,85.0] | 25.0 [4.6,69.9] | 75.0 [30.1,95.4] |" in md.stdout
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # level bins come from the stored problems: levels 2, 5, 3 (one problem has none)
     assert "## bins" in md.stdout and "| 5 | 1 |" in md.stdout

@@ -60,12 +60,23 @@ def test_stored_verdicts_agree_with_hand_counts():
     _, outcome = _convert()
     by = Counter()
     for v in outcome.verdicts:
-        by[(v.method, v.n)] += v.correct
+        if v.source == "ttscale":
+            by[(v.method, v.n)] += v.correct
     for method in ("naive", "weighted", "majority", "pass"):
         for n in (1, 2, 4):
             assert by[(method, n)] / 4 == pytest.approx(HAND[(method, n)]), (method, n)  # one pass@n, stored and analysed
-    weighted4 = {v.problem_id: v.answer for v in outcome.verdicts if v.method == "weighted" and v.n == 4}
+    weighted4 = {v.problem_id: v.answer for v in outcome.verdicts if v.method == "weighted" and v.n == 4 and v.source == "ttscale"}
     assert weighted4["test/a.json"] == "0.25" and weighted4["test/b.json"] == "3"
+
+
+def test_published_predictions_are_kept_graded_beside_ttscale_verdicts():
+    _, outcome = _convert()
+    published = {(v.problem_id, v.method, v.n): (v.answer, v.correct) for v in outcome.verdicts if v.source == "published"}
+    # Each row of the file carries `pred_weighted@4`; the reference weighted A's 0.25 (.7+.2 > .3+.4).
+    assert set(published) == {(p.id, "weighted", 4) for p in outcome.problems}
+    assert published[("test/a.json", "weighted", 4)] == ("0.25", 0.0)
+    assert published[("test/b.json", "weighted", 4)] == ("3", 1.0)
+    assert sum(correct for _, correct in published.values()) / 4 == HAND[("weighted", 4)]  # the same 0.75 as ttscale's
 
 
 def test_cell_spec_records_model_strategy_n_and_imported_verifier():
@@ -86,7 +97,7 @@ def test_each_candidate_is_one_completion_node_with_its_step_scores():
     assert [c.n_generated_tokens for c in a.candidates] == [12, 15, 8, 15]
     assert a.n_generated_tokens == 50
     assert outcome.problems[0].level == 2 and outcome.problems[0].subject == "Prealgebra"
-    assert outcome.problems[0].metadata == {"pred_weighted@4": "\\boxed{0.25}"}
+    assert outcome.problems[0].metadata == {}  # the published prediction is a verdict, not metadata
     # no unique_id: a content hash, as the dataset loader gives
     from ttscale.data import content_id
 
@@ -131,8 +142,9 @@ def test_grading_is_memoised_per_distinct_problem_and_answer():
     _, outcome = convert(rows, model=MODEL, strategy="best_of_n", dataset="math500", grader=counter)
     kinds = Counter(kind for kind, *_ in counter.calls.elements())
     # 16 completions, 3 duplicated texts ("0.25" one in A, "\boxed{\frac{2}{3}}" in C,
-    # "\boxed{12}" in D): 13 distinct texts, each extracted once
-    assert kinds["extract"] == 13
+    # "\boxed{12}" in D): 13 distinct texts, each extracted once; and the 4 published
+    # predictions, 2 of them ("\boxed{\frac{2}{3}}", "\boxed{10}" of C, D) texts seen already
+    assert kinds["extract"] == 13 + 2
     assert all(count == 1 for count in counter.calls.values()), [k for k, c in counter.calls.items() if c > 1]
     # distinct (problem, answer) pairs: A 3, B 4 (incl. unparsed), C 3, D 3
     assert kinds["correct"] == 13

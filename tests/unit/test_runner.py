@@ -24,9 +24,11 @@ def runtime(c: CellSpec, ctx) -> CellRuntime:
 
 
 def test_budgets_to_judge_follow_prefix_sharing():
-    assert cell({"name": "best_of_n"}, 8).strategy.judged_budgets(8) == [1, 2, 4, 8]
-    assert cell({"name": "dvts", "beam_width": 2}, 6).strategy.judged_budgets(6) == [1, 2, 4, 6]
-    assert cell({"name": "beam_search", "beam_width": 2}, 8).strategy.judged_budgets(8) == [8]
+    assert cell({"name": "best_of_n"}, 8).judged_budgets() == [1, 2, 4, 8]
+    # DVTS: whole subtrees only (M, 2M, ..., N); the reference's score() judges every power of two.
+    assert cell({"name": "dvts", "beam_width": 2}, 6).judged_budgets() == [2, 4, 6]
+    assert cell({"name": "dvts", "beam_width": 2}, 6).model_copy(update={"fidelity": "search-and-learn"}).judged_budgets() == [1, 2, 4, 6]
+    assert cell({"name": "beam_search", "beam_width": 2}, 8).judged_budgets() == [8]
 
 
 def test_run_shard_grades_and_judges_every_problem():

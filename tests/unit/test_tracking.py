@@ -51,8 +51,9 @@ def test_cell_metrics_are_the_analysis_numbers_and_scale_for_served_cells():
     })  # fmt: skip
     runs = pl.DataFrame({
         "cell_id": [source["cell_id"]] * 2, "problem_id": ["a", "b"],
-        "n_prompt_tokens": [10, 20], "n_generated_tokens": [100, 300], "n_verifier_tokens": [0, 0],
-        "policy_flops": [1000, 3000], "verifier_flops": [0, 0], "elapsed_s": [1.5, 2.5],
+        "n_prompt_tokens": [10, 20], "n_prompt_tokens_computed": [10, 20], "n_generated_tokens": [100, 300],
+        "n_verifier_tokens": [0, 0], "policy_flops": [1000, 3000], "policy_flops_computed": [1100, 3200],
+        "verifier_flops": [0, 0], "elapsed_s": [1.5, 2.5],
     })  # fmt: skip
     got_summaries = summaries(StoredResults(cells, candidates, runs, pl.DataFrame()))
     got = {(k, step): v for k, v, step in cell_metrics(source, got_summaries)}

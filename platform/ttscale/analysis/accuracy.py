@@ -2,7 +2,8 @@
 
 Per cell, accuracy is the mean verdict over the cell's problems (`verdicts`). In bootstrap
 mode the interval is the 2.5–97.5 percentile range of the per-draw accuracies (percentile
-bootstrap); prefix mode has one draw and no per-cell interval.
+bootstrap over candidate orderings); prefix mode has one draw, and its interval is the 95%
+Wilson score interval over the cell's problems.
 
 Across seeds (cells that differ only in seed), accuracy is the mean of the seeds' accuracies
 and the interval is the t-interval of that mean, mean ± t(0.975, s-1)·sd/√s (clipped to
@@ -31,8 +32,23 @@ def t975(df: int) -> float:
     return _T975[df - 1] if df <= len(_T975) else 1.96
 
 
+def wilson_interval(mean: pl.Expr, count: pl.Expr, z: float = 1.96) -> tuple[pl.Expr, pl.Expr]:
+    """The 95% Wilson score interval of a proportion `mean` over `count` problems (fractional
+    verdicts — means over draws or seeds — use the same formula; their variance is at most
+    p(1 − p), so it is conservative). Unlike mean ± 1.96·sd/√n it is not empty at 0/n or n/n."""
+    n = count.cast(pl.Float64)
+    centre = (mean + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * ((mean * (1 - mean) / n + z**2 / (4 * n**2)).clip(lower_bound=0)).sqrt() / (1 + z**2 / n)
+    return (centre - half).clip(0.0, 1.0), (centre + half).clip(0.0, 1.0)
+
+
 def cell_accuracy(verdicts: Verdicts) -> pl.DataFrame:
-    """cell_id, n, method, accuracy, ci_low, ci_high, n_problems, n_draws."""
+    """cell_id, n, method, accuracy, ci_low, ci_high, n_problems, n_draws.
+
+    The interval: with several draws (bootstrap mode), the percentile range of the draws'
+    accuracies (how much the choice of n among N candidates moves the figure, problems fixed);
+    with one draw (prefix mode), the Wilson interval over the problems (how much another sample
+    of problems of the same kind could move it)."""
     means = verdicts.per_problem.group_by("cell_id", "n", "method").agg(
         pl.col("correct").mean().alias("accuracy"), pl.len().cast(pl.Int64).alias("n_problems")
     )
@@ -42,24 +58,25 @@ def cell_accuracy(verdicts: Verdicts) -> pl.DataFrame:
         pl.col("accuracy").quantile(0.975, "linear").alias("ci_high"),
     )
     one_draw = pl.col("n_draws") <= 1
+    low, high = wilson_interval(pl.col("accuracy"), pl.col("n_problems"))
     return (
         means.join(spread, on=["cell_id", "n", "method"], how="left")
         .with_columns(
-            pl.when(one_draw).then(None).otherwise(pl.col("ci_low")).alias("ci_low"),
-            pl.when(one_draw).then(None).otherwise(pl.col("ci_high")).alias("ci_high"),
+            pl.when(one_draw).then(low).otherwise(pl.col("ci_low")).alias("ci_low"),
+            pl.when(one_draw).then(high).otherwise(pl.col("ci_high")).alias("ci_high"),
         )
         .select("cell_id", "n", "method", "accuracy", "ci_low", "ci_high", "n_problems", "n_draws")
         .sort("cell_id", "n", "method")
     )
 
 
-SEED_KEYS = ("model", "dataset", "strategy", "config", "n_cell", "n", "method")
+SEED_KEYS = ("model", "dataset", "strategy", "config", "prefix_unit", "n_cell", "n", "method")
 
 
 def seed_accuracy(cell_acc: pl.DataFrame, described: pl.DataFrame) -> pl.DataFrame:
     """Accuracy per configuration across seeds.
 
-    Columns: model, dataset, strategy, config, n_cell, n, method, accuracy, std, ci_low,
+    Columns: model, dataset, strategy, config, prefix_unit, n_cell, n, method, accuracy, std, ci_low,
     ci_high, n_seeds. `described` is `cells.describe_cells(cells)`; cells absent from it
     (or from `cell_acc`) are left out.
     """

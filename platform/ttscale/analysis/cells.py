@@ -17,20 +17,26 @@ import polars as pl
 
 from ttscale.analysis.frames import CELL_COLUMNS, require_columns
 from ttscale.spec import as_cell
-from ttscale.strategy_params import PREFIX_SHARING
+from ttscale.strategy_params import PARAMS_BY_NAME, StrategyParams
 
-DESCRIBED_COLUMNS = ("cell_id", "model", "dataset", "strategy", "config", "verifier", "aggregation", "n_cell", "seed")
+DESCRIBED_COLUMNS = ("cell_id", "model", "dataset", "strategy", "config", "verifier", "aggregation", "n_cell", "seed", "prefix_unit")
 
 
-def _strategy_params(spec: str | None) -> dict:
-    """Strategy hyperparameters from a cell's canonical JSON (`CellSpec.canonical_json`)."""
-    if not spec:
-        return {}
-    return as_cell(spec).strategy.model_dump(mode="json", exclude={"name"})
+def _strategy(row: dict) -> StrategyParams | None:
+    """The strategy parameters of a cell's canonical JSON (`CellSpec.canonical_json`), or those
+    its columns give (strategy name, beam_width) when it has no spec."""
+    if row.get("spec"):
+        return as_cell(row["spec"]).strategy
+    params = PARAMS_BY_NAME.get(row["strategy"])
+    if params is None:
+        return None
+    fields = {"beam_width": row["beam_width"]} if row.get("beam_width") is not None and "beam_width" in params.model_fields else {}
+    return params(**fields)
 
 
 def describe_cells(cells: pl.DataFrame) -> pl.DataFrame:
-    """One row per cell: cell_id, model, dataset, strategy, config, verifier, aggregation, n_cell, seed.
+    """One row per cell: cell_id, model, dataset, strategy, config, verifier, aggregation, n_cell, seed,
+    prefix_unit (the smallest prefix of the cell that is a run itself: `StrategyParams.prefix_unit`).
 
     `cells` is `store.read_cells(...)`: it needs cell_id, model,
     dataset, strategy, n, seed and may carry verifier, aggregation, beam_width and spec (the canonical JSON, from which
@@ -38,12 +44,8 @@ def describe_cells(cells: pl.DataFrame) -> pl.DataFrame:
     """
     require_columns(cells, CELL_COLUMNS, "cells")
     rows = cells.to_dicts()
-    params = []
-    for row in rows:
-        p = _strategy_params(row.get("spec"))
-        if not p and row.get("beam_width") is not None:
-            p = {"beam_width": row["beam_width"]}
-        params.append(p)
+    strategies = [_strategy(row) for row in rows]
+    params = [s.model_dump(mode="json", exclude={"name"}) if s is not None else {} for s in strategies]
     varying: dict[str, set[str]] = {}
     for row, p in zip(rows, params, strict=True):
         seen = varying.setdefault(row["strategy"], set())
@@ -55,7 +57,7 @@ def describe_cells(cells: pl.DataFrame) -> pl.DataFrame:
     verifiers = {r.get("verifier") for r in rows if r.get("verifier") is not None}
     aggregations = {r.get("aggregation") for r in rows if r.get("verifier") is not None}
     out = []
-    for row, p in zip(rows, params, strict=True):
+    for row, p, strategy in zip(rows, params, strategies, strict=True):
         label = row["strategy"]
         keys = shown[row["strategy"]]
         if keys:
@@ -75,6 +77,7 @@ def describe_cells(cells: pl.DataFrame) -> pl.DataFrame:
                 "aggregation": row.get("aggregation"),
                 "n_cell": int(row["n"]),
                 "seed": int(row["seed"]),
+                "prefix_unit": strategy.prefix_unit if strategy is not None else None,
             }
         )
     schema = {
@@ -87,15 +90,16 @@ def describe_cells(cells: pl.DataFrame) -> pl.DataFrame:
         "aggregation": pl.String,
         "n_cell": pl.Int64,
         "seed": pl.Int64,
+        "prefix_unit": pl.Int64,
     }
     return pl.DataFrame(out, schema=schema, orient="row") if out else pl.DataFrame(schema=schema)
 
 
-def budget_is_run(n: pl.Expr, n_cell: pl.Expr, strategy: pl.Expr) -> pl.Expr:
+def budget_is_run(n: pl.Expr, n_cell: pl.Expr, prefix_unit: pl.Expr) -> pl.Expr:
     """Whether the first n candidates of a cell stand for a run at budget n.
 
-    True at n = N, and at every n for strategies whose smaller budgets are prefixes of the
-    larger (`StrategyParams.shares_prefix`); a beam search at N=64 cut to its first 4
-    candidates is not a beam search at N=4.
+    True at n = N, and at multiples of the cell's `prefix_unit` for strategies whose smaller
+    budgets are prefixes of the larger (every n for independent samples, whole subtrees for
+    DVTS); a beam search at N=64 cut to its first 4 candidates is not a beam search at N=4.
     """
-    return (n == n_cell) | strategy.is_in(sorted(PREFIX_SHARING))
+    return (n == n_cell) | (prefix_unit.is_not_null() & (n % prefix_unit.fill_null(1) == 0))

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import polars as pl
 
 from ttscale.errors import DataError
-from ttscale.tree import ShardOutcome
+from ttscale.tree import ShardOutcome, Verdict
 
 CANDIDATE_COLUMNS = ("cell_id", "problem_id", "idx", "answer_class", "correct", "score")
 """Columns of `read_candidates` that selection needs (answer text is not: classes decide)."""
@@ -51,4 +51,12 @@ def candidates_frame(outcomes: Iterable[ShardOutcome]) -> pl.DataFrame:
         "correct": pl.Boolean,
         "score": pl.Float64,
     }
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def verdicts_frame(cell_id: str, verdicts: Iterable[Verdict]) -> pl.DataFrame:
+    """The `read_verdicts` columns of verdicts not (yet) stored."""
+    schema = {"cell_id": pl.String, "problem_id": pl.String, "source": pl.String, "method": pl.String,
+              "n": pl.Int64, "answer": pl.String, "correct": pl.Float64}  # fmt: skip
+    rows = [(cell_id, v.problem_id, v.source, v.method, v.n, v.answer, float(v.correct)) for v in verdicts]
     return pl.DataFrame(rows, schema=schema, orient="row")

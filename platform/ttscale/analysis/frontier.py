@@ -13,14 +13,13 @@ on the problems it was made on:
   evaluated on the other, per bin and overall (same folds).
 
 Budgets are either the generation budget n (options compared at equal n) or FLOPs per
-problem on a ×2 grid from the cheapest option up (every option × n whose FLOPs fit under
+problem (charged by default, or computed: `analysis.costs`) on a ×2 grid from the cheapest option up (every option × n whose FLOPs fit under
 the budget competes, so a cheaper n of a costlier strategy can win). Ties go to fewer FLOPs, then to the option name.
 
 Per-problem correctness of an option at n is the mean over seeds and draws (`points`). Only
-budgets that stand for a real run count: n = N, or any n for prefix-shareable strategies
-(`cells.budget_is_run`). FLOPs of the first n of N candidates are the cell's
-(policy + verifier) FLOPs per problem scaled by n/N — exact for independent samples and for
-whole DVTS subtrees, exact at n = N for every strategy.
+budgets that stand for a real run count: n = N, or multiples of the prefix unit for
+prefix-shareable strategies (`cells.budget_is_run`). FLOPs of the first n of N candidates are
+`costs.prefix_cost` of the cell's FLOPs per problem.
 """
 
 from __future__ import annotations
@@ -30,12 +29,19 @@ from typing import Literal
 
 import polars as pl
 
-from ttscale.analysis.cell_results import prefix_cost
+from ttscale.analysis.accuracy import t975, wilson_interval
 from ttscale.analysis.cells import budget_is_run
+from ttscale.analysis.costs import FlopsAxis, prefix_cost, problem_flops, shared_prompt
 from ttscale.analysis.verdicts import SELECTORS
 
 Budget = Literal["n", "flops"]
 ALL_BINS = "all"
+FRONTIER_COLUMNS = (
+    "model", "dataset", "bin", "budget", "n_problems",
+    "optimal_accuracy", "optimal_ci_low", "optimal_ci_high", "single_accuracy", "single_ci_low", "single_ci_high",
+    "gain", "gain_ci_low", "gain_ci_high", "optimal_flops", "single_flops",
+    "optimal_chosen_on_0", "optimal_chosen_on_1", "single_chosen_on_0", "single_chosen_on_1",
+)  # fmt: skip
 POINT_COLUMNS = ("model", "dataset", "config", "method", "option", "n", "flops_per_problem", "problem_id", "correct")
 
 
@@ -50,40 +56,29 @@ def assign_folds(problem_ids: pl.Series | list[str], seed: int = 0) -> pl.DataFr
     return pl.DataFrame({"problem_id": ids, "fold": folds}, schema={"problem_id": pl.String, "fold": pl.Int64})
 
 
-def cell_flops(runs: pl.DataFrame) -> pl.DataFrame:
-    """cell_id, flops_cell: mean total (policy + verifier) FLOPs per problem of each cell.
-
-    A cell whose FLOPs are 0 (imported: parameter counts unknown) gets null, not 0: unknown
-    compute must not look free on a FLOPs axis.
-    """
-    total = pl.col("policy_flops").cast(pl.Float64).fill_null(0.0) + pl.col("verifier_flops").cast(pl.Float64).fill_null(0.0)
-    mean = total.mean()
-    return runs.group_by("cell_id").agg(pl.when(mean > 0).then(mean).alias("flops_cell"))
-
-
 def frontier_points(
     per_problem: pl.DataFrame,
     described: pl.DataFrame,
     runs: pl.DataFrame | None = None,
+    flops: FlopsAxis = "charged",
 ) -> pl.DataFrame:
     """Per-problem correctness of every option at every real budget, pooled over seeds.
 
     `per_problem` is `Verdicts.per_problem`; `described` is `cells.describe_cells`; `runs`
-    is `store.read_problem_runs` (FLOPs; without it `flops_per_problem` is null). Columns:
-    model, dataset, config, method, option, n, flops_per_problem, problem_id, correct.
+    is `store.read_problem_runs` (FLOPs on the `flops` axis, `costs.problem_flops`; without it
+    `flops_per_problem` is null). Columns: model, dataset, config, method, option, n,
+    flops_per_problem, problem_id, correct.
     """
     chosen = per_problem.filter(pl.col("method").is_in(SELECTORS))
     n_max = chosen.group_by("cell_id").agg(pl.col("n").max().alias("_n_max"))
     rows = (
-        chosen.join(described.select("cell_id", "model", "dataset", "strategy", "config"), on="cell_id", how="inner")
+        chosen.join(described.select("cell_id", "model", "dataset", "strategy", "config", "prefix_unit"), on="cell_id", how="inner")
         .join(n_max, on="cell_id", how="left")
-        .filter(budget_is_run(pl.col("n"), pl.col("_n_max"), pl.col("strategy")))
+        .filter(budget_is_run(pl.col("n"), pl.col("_n_max"), pl.col("prefix_unit")))
     )
     if runs is not None:
-        flops = cell_flops(runs)
-        rows = rows.join(flops, on="cell_id", how="left").with_columns(
-            prefix_cost(pl.col("flops_cell"), pl.col("n"), pl.col("_n_max")).alias("_flops")
-        )
+        cost = prefix_cost(pl.col("flops_scaled"), pl.col("flops_prompt"), pl.col("n"), pl.col("_n_max"), shared_prompt(pl.col("prefix_unit")))
+        rows = rows.join(problem_flops(runs, flops), on="cell_id", how="left").with_columns(cost.alias("_flops"))
     else:
         rows = rows.with_columns(pl.lit(None, dtype=pl.Float64).alias("_flops"))
     keys = ["model", "dataset", "config", "method", "n"]
@@ -97,26 +92,33 @@ def frontier_points(
     )
 
 
-def _fold_stats(points: pl.DataFrame, bins: pl.DataFrame, folds: pl.DataFrame, budget: Budget) -> pl.DataFrame:
-    """model, dataset, bin, fold, budget, option, flops, n, hits, count (sum and number of verdicts)."""
+def _fold_points(points: pl.DataFrame, bins: pl.DataFrame, folds: pl.DataFrame, budget: Budget) -> pl.DataFrame:
+    """Per-problem rows: model, dataset, bin, fold, budget, option, flops, problem_id, correct.
+    At FLOPs budgets an option is `option@n`, competing at every budget its FLOPs fit under."""
     labelled = points.join(
         bins.select("model", "dataset", "problem_id", pl.col("bin").cast(pl.String)),
         on=["model", "dataset", "problem_id"],
         how="inner",
     ).join(folds, on="problem_id", how="inner")
-    stats = labelled.group_by("model", "dataset", "bin", "fold", "option", "n").agg(
+    labelled = labelled.select(
+        "model", "dataset", "bin", "fold", "option", "n", pl.col("flops_per_problem").alias("flops"), "problem_id", "correct"
+    )  # fmt: skip
+    if budget == "n":
+        return labelled.with_columns(pl.col("n").cast(pl.Float64).alias("budget")).drop("n")
+    option_n = (pl.col("option") + "@" + pl.col("n").cast(pl.String)).alias("option")
+    labelled = labelled.filter(pl.col("flops").is_not_null()).with_columns(option_n).drop("n")
+    grid = flops_grid(labelled.select("model", "dataset", "flops").unique())
+    fits = pl.col("flops") <= pl.col("budget") * (1 + 1e-9)
+    return labelled.join(grid, on=["model", "dataset"], how="inner").filter(fits)
+
+
+def _fold_stats(rows: pl.DataFrame) -> pl.DataFrame:
+    """model, dataset, bin, fold, budget, option, flops, hits, count (sum and number of verdicts)."""
+    return rows.group_by("model", "dataset", "bin", "fold", "budget", "option").agg(
         pl.col("correct").sum().alias("hits"),
         pl.len().cast(pl.Int64).alias("count"),
-        pl.col("flops_per_problem").first().alias("flops"),
+        pl.col("flops").first(),
     )
-    if budget == "n":
-        return stats.with_columns(pl.col("n").cast(pl.Float64).alias("budget"))
-    # Every option × n whose FLOPs fit under a budget competes at that budget.
-    option_n = (pl.col("option") + "@" + pl.col("n").cast(pl.String)).alias("option")
-    stats = stats.filter(pl.col("flops").is_not_null()).with_columns(option_n)
-    grid = flops_grid(stats.select("model", "dataset", "flops"))
-    fits = pl.col("flops") <= pl.col("budget") * (1 + 1e-9)
-    return stats.join(grid, on=["model", "dataset"], how="inner").filter(fits)
 
 
 def flops_grid(flops: pl.DataFrame, factor: float = 2.0) -> pl.DataFrame:
@@ -149,19 +151,38 @@ def _choose(stats: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     )
 
 
-def _evaluate(stats: pl.DataFrame, choice: pl.DataFrame, keys: list[str], prefix: str) -> pl.DataFrame:
-    """Evaluate the option chosen on fold f on fold 1 - f, per (model, dataset, bin, budget)."""
+def _evaluate(rows: pl.DataFrame, choice: pl.DataFrame, keys: list[str], prefix: str) -> pl.DataFrame:
+    """Per problem, the verdict of the option chosen on the other fold: model, dataset, bin,
+    budget, problem_id, <prefix>_correct, <prefix>_flops, <prefix>_chosen_on."""
     picked = choice.with_columns((1 - pl.col("fold")).alias("fold"), pl.col("fold").alias("chosen_on"))
-    evaluated = stats.join(picked, on=[*keys, "fold", "option"], how="inner")
-    base = ["model", "dataset", "bin", "budget"]
-    summed = evaluated.group_by(base).agg(
-        pl.col("hits").sum().alias(f"{prefix}_hits"),
-        pl.col("count").sum().alias(f"{prefix}_count"),
-        (pl.col("flops").fill_null(float("nan")) * pl.col("count")).sum().alias(f"{prefix}_flops_sum"),
-        pl.col("option").filter(pl.col("chosen_on") == 0).first().alias(f"{prefix}_chosen_on_0"),
-        pl.col("option").filter(pl.col("chosen_on") == 1).first().alias(f"{prefix}_chosen_on_1"),
+    return rows.join(picked, on=[*keys, "fold", "option"], how="inner").select(
+        "model", "dataset", "bin", "budget", "problem_id",
+        pl.col("correct").alias(f"{prefix}_correct"), pl.col("flops").alias(f"{prefix}_flops"),
+        pl.col("option").alias(f"{prefix}_option"), pl.col("chosen_on").alias(f"{prefix}_chosen_on"),
+    )  # fmt: skip
+
+
+def _summarise(paired: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """Accuracies, FLOPs and the paired gain (with 95% intervals) per `by`."""
+    d = pl.col("optimal_correct") - pl.col("single_correct")
+    out = paired.group_by(by).agg(
+        pl.len().cast(pl.Int64).alias("n_problems"),
+        pl.col("optimal_correct").mean().alias("optimal_accuracy"),
+        pl.col("single_correct").mean().alias("single_accuracy"),
+        pl.col("optimal_flops").mean().alias("optimal_flops"),
+        pl.col("single_flops").mean().alias("single_flops"),
+        d.mean().alias("gain"),
+        d.std(ddof=1).alias("_gain_sd"),
     )
-    return summed
+    o_low, o_high = wilson_interval(pl.col("optimal_accuracy"), pl.col("n_problems"))
+    s_low, s_high = wilson_interval(pl.col("single_accuracy"), pl.col("n_problems"))
+    t = pl.col("n_problems").map_elements(lambda k: t975(k - 1) if k > 1 else float("nan"), return_dtype=pl.Float64)
+    half = t * pl.col("_gain_sd") / pl.col("n_problems").cast(pl.Float64).sqrt()
+    return out.with_columns(
+        o_low.alias("optimal_ci_low"), o_high.alias("optimal_ci_high"),
+        s_low.alias("single_ci_low"), s_high.alias("single_ci_high"),
+        (pl.col("gain") - half).alias("gain_ci_low"), (pl.col("gain") + half).alias("gain_ci_high"),
+    ).drop("_gain_sd")  # fmt: skip
 
 
 def compute_optimal(
@@ -175,60 +196,45 @@ def compute_optimal(
 
     `points` is `frontier_points(...)`; `bins` is `difficulty.difficulty_bins(...)`. Columns:
     model, dataset, bin ("1".."5" or "all"), budget (n, or FLOPs per problem), n_problems,
-    optimal_accuracy, single_accuracy, gain, optimal_flops, single_flops (problem-weighted
-    FLOPs per problem of the chosen options), optimal_chosen_on_0/1, single_chosen_on_0/1
-    (the option chosen on each fold, hence evaluated on the other).
+    optimal_accuracy, single_accuracy, gain, optimal_flops, single_flops (FLOPs per problem of
+    the chosen options), optimal_chosen_on_0/1, single_chosen_on_0/1 (the option chosen on each
+    fold, hence evaluated on the other), and 95% intervals: `optimal_ci_*`/`single_ci_*` Wilson
+    over the problems, `gain_ci_*` the paired t-interval of the per-problem differences.
     """
     folds = assign_folds(points["problem_id"].unique(), fold_seed)
-    stats = _fold_stats(points, bins, folds, budget)
+    rows = _fold_points(points, bins, folds, budget)
+    stats = _fold_stats(rows)
     per_bin_keys = ["model", "dataset", "bin", "budget", "fold"]
-    optimal = _evaluate(stats, _choose(stats, per_bin_keys), ["model", "dataset", "bin", "budget"], "optimal")
+    optimal = _evaluate(rows, _choose(stats, per_bin_keys), ["model", "dataset", "bin", "budget"], "optimal")
     overall = stats.group_by("model", "dataset", "budget", "fold", "option").agg(
         pl.col("hits").sum(), pl.col("count").sum(), pl.col("flops").first()
     )
     single_choice = _choose(overall, ["model", "dataset", "budget", "fold"])
-    single = _evaluate(stats, single_choice, ["model", "dataset", "budget"], "single")
-    joined = optimal.join(single, on=["model", "dataset", "bin", "budget"], how="full", coalesce=True)
-    sums = [c for c in joined.columns if c.endswith(("_hits", "_count", "_flops_sum"))]
-    labels = [c for c in joined.columns if "_chosen_on_" in c]
-    totals = joined.group_by("model", "dataset", "budget").agg(
-        *[pl.col(c).sum() for c in sums], *[pl.lit(None, dtype=pl.String).alias(c) for c in labels]
-    ).with_columns(pl.lit(ALL_BINS).alias("bin"))
+    single = _evaluate(rows, single_choice, ["model", "dataset", "budget"], "single")
+    paired = optimal.join(single, on=["model", "dataset", "bin", "budget", "problem_id"], how="inner")
+    labels = paired.group_by("model", "dataset", "bin", "budget").agg(
+        *[
+            pl.col(f"{who}_option").filter(pl.col(f"{who}_chosen_on") == fold).first().alias(f"{who}_chosen_on_{fold}")
+            for who in ("optimal", "single")
+            for fold in (0, 1)
+        ]
+    )
+    per_bin = _summarise(paired, ["model", "dataset", "bin", "budget"]).join(labels, on=["model", "dataset", "bin", "budget"])
     single_labels = single_choice.group_by("model", "dataset", "budget").agg(
         pl.col("option").filter(pl.col("fold") == 0).first().alias("single_chosen_on_0"),
         pl.col("option").filter(pl.col("fold") == 1).first().alias("single_chosen_on_1"),
     )
-    totals = totals.drop("single_chosen_on_0", "single_chosen_on_1").join(
-        single_labels, on=["model", "dataset", "budget"], how="left"
+    totals = (
+        _summarise(paired, ["model", "dataset", "budget"])
+        .with_columns(pl.lit(ALL_BINS).alias("bin"), *[pl.lit(None, dtype=pl.String).alias(f"optimal_chosen_on_{f}") for f in (0, 1)])
+        .join(single_labels, on=["model", "dataset", "budget"], how="left")
     )
-    both = pl.concat([joined, totals.select(joined.columns)], how="vertical")
-    out = both.with_columns(
-        pl.col("optimal_count").alias("n_problems"),
-        (pl.col("optimal_hits") / pl.col("optimal_count")).alias("optimal_accuracy"),
-        (pl.col("single_hits") / pl.col("single_count")).alias("single_accuracy"),
-        (pl.col("optimal_flops_sum") / pl.col("optimal_count")).fill_nan(None).alias("optimal_flops"),
-        (pl.col("single_flops_sum") / pl.col("single_count")).fill_nan(None).alias("single_flops"),
-    ).with_columns((pl.col("optimal_accuracy") - pl.col("single_accuracy")).alias("gain"))
+    out = pl.concat([per_bin, totals.select(per_bin.columns)], how="vertical")
     if budget == "n":
         out = out.with_columns(pl.col("budget").cast(pl.Int64))
     bin_order = pl.when(pl.col("bin") == ALL_BINS).then(pl.lit(10**9)).otherwise(pl.col("bin").cast(pl.Int64, strict=False))
     return (
-        out.select(
-            "model",
-            "dataset",
-            "bin",
-            "budget",
-            "n_problems",
-            "optimal_accuracy",
-            "single_accuracy",
-            "gain",
-            "optimal_flops",
-            "single_flops",
-            "optimal_chosen_on_0",
-            "optimal_chosen_on_1",
-            "single_chosen_on_0",
-            "single_chosen_on_1",
-        )
+        out.select(*FRONTIER_COLUMNS)
         .with_columns(bin_order.alias("_order"))
         .sort("model", "dataset", "_order", "budget")
         .drop("_order")

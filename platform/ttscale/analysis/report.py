@@ -19,11 +19,14 @@ from typing import TYPE_CHECKING, Literal
 import polars as pl
 
 from ttscale.analysis.accuracy import cell_accuracy, seed_accuracy
+from ttscale.analysis.agreement import AGREEMENT_COLUMNS
 from ttscale.analysis.comparison import compare_models, model_frontiers
 from ttscale.analysis.cells import describe_cells
+from ttscale.analysis.costs import FlopsAxis
 from ttscale.analysis.difficulty import BinKind, difficulty_bins
 from ttscale.analysis.frontier import ALL_BINS, compute_optimal, frontier_points
 from ttscale.analysis.verdicts import Mode, problem_verdicts
+from ttscale.analysis.verifier_quality import QUALITY_SCHEMA, verifier_quality
 from ttscale.errors import SpecError
 
 if TYPE_CHECKING:
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 
 Format = Literal["table", "json", "csv", "markdown"]
 FORMATS = ("table", "json", "csv", "markdown")
-TABLES = ("accuracy", "bins", "frontier", "frontier_flops", "models", "comparison")
+TABLES = ("accuracy", "bins", "frontier", "frontier_flops", "models", "comparison", "verifiers", "agreement")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ class Report:
     points: pl.DataFrame | None = None
     """Per-problem correctness of every option at every real budget (`frontier.frontier_points`),
     for views this report does not tabulate (e.g. accuracy per bin); not rendered."""
+    verifiers: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=QUALITY_SCHEMA))
+    """How well each cell's verifier separates right from wrong candidates (`verifier_quality`)."""
+    agreement: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={c: pl.String for c in AGREEMENT_COLUMNS}))
+    """Published verdicts of imported cells against ttscale's (`agreement.agreement`); empty otherwise."""
 
     def table(self, name: str) -> pl.DataFrame:
         if name not in TABLES:
@@ -75,11 +82,13 @@ def build_report(
     seed: int = 0,
     fold_seed: int = 0,
     reference: list[str] | None = None,
+    flops: FlopsAxis = "charged",
 ) -> Report:
     """Accuracy at n, difficulty bins, compute-optimal frontiers and model comparison.
 
     Frames as `store.read_cells`, `read_candidates`, `read_problem_runs` and `read_problems`
-    return them; `runs` gives FLOPs (without it the FLOPs tables are empty), `problems`
+    return them; `runs` gives FLOPs (without it the FLOPs tables are empty) on the `flops` axis
+    (`charged`, the reference's convention, or `computed`: `analysis.costs`), `problems`
     gives levels for `bins="level"`.
     """
     described = describe_cells(cells)
@@ -97,7 +106,7 @@ def build_report(
         )
         .sort("model", "dataset", "bin")
     )
-    points = frontier_points(verdicts.per_problem, described, runs)
+    points = frontier_points(verdicts.per_problem, described, runs, flops)
     frontier = compute_optimal(points, problem_bins, fold_seed=fold_seed, budget="n")
     frontier_flops = compute_optimal(points, problem_bins, fold_seed=fold_seed, budget="flops")
     models = model_frontiers(points)
@@ -109,9 +118,15 @@ def build_report(
         "n_draws": verdicts.n_draws,
         "seed": seed,
         "fold_seed": fold_seed,
+        "flops": flops,
+        "pass_at_n": "unbiased estimate from all N samples (Chen et al. 2021), as the reference",
         "n_cells": described.height,
     }
-    return Report(accuracy, per_cell, bin_summary, problem_bins, frontier, frontier_flops, models, comparison, settings, points)
+    settings["verifiers"] = "AUC: P(a correct candidate outscores a wrong one), ties half; pooled over the cell and within problems"
+    return Report(
+        accuracy, per_cell, bin_summary, problem_bins, frontier, frontier_flops, models, comparison, settings, points,
+        verifiers=verifier_quality(cells, candidates),
+    )
 
 
 # ---- renderings ---------------------------------------------------------------------------
@@ -156,6 +171,10 @@ def _fmt_acc(value: float | None, low: float | None = None, high: float | None =
     if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
         text += f" [{100 * low:.1f},{100 * high:.1f}]"
     return text
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
 def _fmt_flops(value: float | None) -> str:
@@ -207,6 +226,24 @@ def display_views(report: Report, tables: list[str] | None = None) -> dict[str, 
                     [r["model"], r["dataset"], _fmt_flops(r["flops_per_problem"]), _fmt_acc(r["accuracy"]),
                      r["option"], str(r["n"])]
                     for r in frame.filter(pl.col("on_frontier")).iter_rows(named=True)
+                ],
+            )  # fmt: skip
+        elif name == "verifiers":
+            views[name] = (
+                ["cell", "verifier", "candidates", "correct", "AUC", "AUC in problem", "tied pairs"],
+                [
+                    [r["cell_id"], f"{r['verifier']}/{r['aggregation']}", str(r["n_candidates"]), str(r["n_correct"]),
+                     _fmt_ratio(r["auc"]), _fmt_ratio(r["auc_within"]), _fmt_ratio(r["tied_pairs"])]
+                    for r in frame.iter_rows(named=True)
+                ],
+            )  # fmt: skip
+        elif name == "agreement":
+            views[name] = (
+                ["cell", "method", "n", "problems", "published", "ttscale", "differ"],
+                [
+                    [r["cell_id"], r["method"], str(r["n"]), str(r["n_problems"]), _fmt_acc(r["published_accuracy"]),
+                     _fmt_acc(r["ttscale_accuracy"]), str(r["n_differ"])]
+                    for r in frame.iter_rows(named=True)
                 ],
             )  # fmt: skip
         else:

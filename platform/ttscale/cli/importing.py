@@ -8,12 +8,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from ttscale import store
 from ttscale.cli.context import DB_HELP, settings_for
 from ttscale.errors import SpecError
 from ttscale.importers import IMPORT_FORMATS
 from ttscale.importers.search_and_learn import convert, read_completions
+from ttscale.analysis.agreement import agreement, disagreements
+from ttscale.analysis.frames import verdicts_frame
+from ttscale.cli.context import console
 from ttscale.runner import accuracy_at
 
 
@@ -61,3 +66,27 @@ def import_file(engine, file: Path, *, model: str, strategy: str, dataset: str, 
         f"n={n}, dataset={cell.dataset.label}"
     )
     typer.echo("accuracy@n=" + str(n) + ": " + ", ".join(f"{m} {a:.3f}" for m, a in accuracy.items()))
+    published = verdicts_frame(cell.cell_id, outcome.verdicts)
+    if published.filter(published["source"] == "published").height:
+        print_agreement(agreement(published), disagreements(published))
+
+
+def print_agreement(summary, differ, limit: int = 10) -> None:  # noqa: ANN001 - polars frames
+    """The published predictions against ttscale's own selection, per method and budget, and the
+    first problems where they disagree."""
+    out = console()
+    table = Table(title="published predictions (graded by ttscale) vs ttscale's selection")
+    for col in ("method", "n", "problems", "published", "ttscale", "differ"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in summary.iter_rows(named=True):
+        table.add_row(escape(r["method"]), str(r["n"]), str(r["n_problems"]), f"{r['published_accuracy']:.3f}",
+                      f"{r['ttscale_accuracy']:.3f}", str(r["n_differ"]))  # fmt: skip
+    out.print(table)
+    for r in differ.head(limit).iter_rows(named=True):
+        out.print(escape(
+            f"differs: {r['problem_id']} {r['method']}@{r['n']}: published {r['published_answer']!r} "
+            f"({'right' if r['published_correct'] else 'wrong'}), ttscale {r['ttscale_answer']!r} "
+            f"({'right' if r['ttscale_correct'] else 'wrong'})"
+        ))
+    if differ.height > limit:
+        out.print(f"... and {differ.height - limit} more (`ttscale report CELL --table agreement`)")

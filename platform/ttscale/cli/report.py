@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 
 from ttscale import results, store
+from ttscale.analysis.costs import FLOPS_AXES
 from ttscale.analysis.difficulty import BIN_KINDS
 from ttscale.analysis.report import FORMATS, TABLES, Report, plot_frontier, render, rich_tables
 from ttscale.analysis.verdicts import MODES
@@ -34,6 +35,7 @@ def register(app: typer.Typer) -> None:
         draws: int = typer.Option(32, help="Random subsets per budget in bootstrap mode"),
         seed: int = typer.Option(0, help="Seed of the bootstrap subsets"),
         fold_seed: int = typer.Option(0, help="Seed of the two-fold problem split"),
+        flops: str = typer.Option("charged", help="FLOPs axis: charged (generated tokens, as the reference) | computed (prompt tokens not served from the prefix cache, plus generated)"),
         table: Optional[list[str]] = typer.Option(
             None, "--table", help="Only these tables (repeatable): accuracy, bins, frontier, frontier_flops, models, comparison"
         ),
@@ -41,7 +43,7 @@ def register(app: typer.Typer) -> None:
         db: Optional[str] = typer.Option(None, help=DB_HELP),
     ) -> None:
         """Analyse stored cells: accuracy@n, bins, compute-optimal frontier, models at matched FLOPs."""
-        for name, value, allowed in (("--format", fmt, FORMATS), ("--mode", mode, MODES), ("--bins", bins, BIN_KINDS)):
+        for name, value, allowed in (("--format", fmt, FORMATS), ("--mode", mode, MODES), ("--bins", bins, BIN_KINDS), ("--flops", flops, FLOPS_AXES)):
             if value not in allowed:
                 raise SpecError(f"{name}: unknown {value!r}; allowed: {', '.join(allowed)}")
         for name in table or []:
@@ -49,7 +51,9 @@ def register(app: typer.Typer) -> None:
                 raise SpecError(f"--table: unknown {name!r}; allowed: {', '.join(TABLES)}")
         if draws < 1:
             raise SpecError(f"--draws: must be >= 1, got {draws}")
-        result = build_from_store(target, settings_for(db).database_url, mode=mode, bins=bins, n_draws=draws, seed=seed, fold_seed=fold_seed)
+        result = build_from_store(
+            target, settings_for(db).database_url, mode=mode, bins=bins, n_draws=draws, seed=seed, fold_seed=fold_seed, flops=flops
+        )
         write_report(result, fmt, table, out)
         if plot is not None:
             path = plot_frontier(result.models, plot, frontier=result.frontier, title=f"ttscale report {target}")

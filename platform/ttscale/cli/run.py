@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
         verifier: Optional[str] = typer.Option(None, help="A verifier (`ttscale ls verifiers`)"),
         aggregation: str = typer.Option("last", help="Step-score aggregation: last | min | prod"),
         seed: int = typer.Option(0, help="Engine seed (sampling on CPU is not repeatable even so)"),
+        fidelity: str = typer.Option("ttscale", help="Search semantics: ttscale | search-and-learn (docs/fidelity.md)"),
         temperature: float = typer.Option(0.8, help="Sampling temperature T"),
         top_p: float = typer.Option(1.0, help="Nucleus sampling mass"),
         max_tokens: int = typer.Option(512, help="Token limit of a whole solution"),
@@ -62,7 +63,7 @@ def register(app: typer.Typer) -> None:
         cell = build_cell(
             model=model, dataset=dataset, limit=limit, levels=levels, strategy=strategy, n=n,
             strategy_options={k: v for k, v in given.items() if v is not None}, params=param or [],
-            verifier=verifier, aggregation=aggregation, seed=seed,
+            verifier=verifier, aggregation=aggregation, seed=seed, fidelity=fidelity,
             sampling=dict(temperature=temperature, top_p=top_p, max_tokens=max_tokens, step_max_tokens=step_max_tokens),
         )  # fmt: skip
         prepare_cell(cell, settings)  # errors name the options, before anything is stored
@@ -79,7 +80,7 @@ def _option(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def build_cell(*, model, dataset, limit, levels, strategy, n, strategy_options, params, verifier, aggregation, seed, sampling) -> CellSpec:  # noqa: ANN001
+def build_cell(*, model, dataset, limit, levels, strategy, n, strategy_options, params, verifier, aggregation, seed, sampling, fidelity="ttscale") -> CellSpec:  # noqa: ANN001
     """A CellSpec from CLI options; errors name the option (`--n: ...`)."""
     if strategy not in PARAMS_BY_NAME:
         strategy_names()
@@ -106,7 +107,8 @@ def build_cell(*, model, dataset, limit, levels, strategy, n, strategy_options, 
             ds["levels"] = [int(x) for x in levels.split(",")]
         except ValueError:
             raise SpecError(f"--levels: must be comma-separated integers, got {levels!r}") from None
-    data = dict(model=model, verifier=verifier, aggregation=aggregation, strategy=chosen, n=n, dataset=ds, seed=seed, sampling=sampling)
+    data = dict(model=model, verifier=verifier, aggregation=aggregation, strategy=chosen, n=n, dataset=ds, seed=seed,
+                sampling=sampling, fidelity=fidelity)  # fmt: skip
     try:
         return CellSpec.model_validate(data)
     except ValidationError as err:
@@ -122,7 +124,7 @@ def one_cell_sweep(cell: CellSpec, shard_size: int) -> SweepSpec:
     spec = SweepSpec(
         name=f"run {cell.cell_id}", models=[cell.model], verifiers=[cell.verifier], aggregation=cell.aggregation,
         strategies=[cell.strategy], budgets=[cell.n], datasets=[cell.dataset], seeds=[cell.seed],
-        sampling=cell.sampling, shard_size=shard_size,
+        sampling=cell.sampling, shard_size=shard_size, fidelity=cell.fidelity,
     )  # fmt: skip
     assert [c.cell_id for c in spec.cells()] == [cell.cell_id], "a one-cell sweep must expand to exactly its cell"
     return spec

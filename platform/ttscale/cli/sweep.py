@@ -245,7 +245,7 @@ def print_results(out, engine: Engine, sweep_id: str) -> None:  # noqa: ANN001
     with store.connect(engine) as conn:
         results = read_results(conn, store.read_cells(conn, sweep_id))
     got = summaries(results)
-    table = _table("results at each cell's N (pass@n: unbiased estimate from all N samples)",
+    table = _table("results at each cell's N (pass@n: unbiased estimate from all N samples; FLOPs charged as the reference)",
                    ["model", "strategy", "verifier", "n", "seed", "status", "naive", "weighted", "majority", "pass@n", "gen tokens", "FLOPs", "wall s"],
                    {"n", "seed", "naive", "weighted", "majority", "pass@n", "gen tokens", "FLOPs", "wall s"})  # fmt: skip
     for row in results.cells.sort("model", "strategy", "n", "seed").iter_rows(named=True):

@@ -5,14 +5,20 @@ The reference (huggingface/search-and-learn) pushes one row per problem to a dat
 strategy's output: `completions: list[str]` (N solutions, in generation order — for DVTS
 and beam search the order the reference scores prefixes in) and `scores: list[list[float]]`
 (each completion's per-step PRM scores). `completion_tokens` (list[int]), when present,
-gives the generated tokens.
+gives the generated tokens (DVTS writes `-1`: not recorded, kept as null, never 0). The
+reference's own predictions — `pred`, `pred_naive@k`, `pred_weighted@k`, `pred_maj@k` — are kept
+as `published` verdicts beside ttscale's (`analysis.agreement` compares them); `agg_scores` is
+checked against the last step scores. The cell's fidelity is `search-and-learn`: its budgets are
+the reference's.
 
 `read_completions` reads such a file (JSONL or parquet); `convert` — pure, no database —
 turns its rows into a `CellSpec` (the given model and strategy, n = N, verifier
-`imported`) and a `ShardOutcome` the store writer takes: per problem a tree of one
+`imported`; `--aggregation` scores the candidates for selection, `last` by default as the reference's
+`score()` does) and a `ShardOutcome` the store writer takes: per problem a tree of one
 `completion` node per candidate (parent None, depth 0, scores = the step scores), the
-candidates graded with `ttscale.grading` and scored with `ttscale.aggregation`, and the
-verdicts of every selection method at every budget (`analysis.shard_verdicts`, as the runner).
+candidates graded with `ttscale.grading` and scored with `ttscale.aggregation`, the
+verdicts of every selection method at every budget (`analysis.shard_verdicts`, as the runner)
+and the published ones.
 
 Grading is memoised for the run (`MemoGrader`): each distinct completion text is extracted
 once, each gold answer parsed once, each distinct (problem, answer) compared once.
@@ -139,6 +145,8 @@ def import_cell_spec(*, model: str, strategy: str, n: int, dataset: str, aggrega
         "strategy": _strategy_params(strategy, beam_width),
         "n": n,
         "dataset": {"name": dataset},
+        # The file came from the reference's search: its budgets and scores follow the reference.
+        "fidelity": "search-and-learn",
     }
     try:
         return CellSpec.model_validate(data)
@@ -193,12 +201,13 @@ def convert(
     if any(len(r["completions"]) != n_max for r in records):
         logger.warning("rows hold different numbers of completions; n=%d (the largest)", n_max)
     cell = import_cell_spec(model=model, strategy=strategy, n=n_max, dataset=dataset, aggregation=aggregation, beam_width=beam_width)
-    judged = cell.strategy.judged_budgets(n_max)
+    judged = cell.judged_budgets()
 
     problems: list[Problem] = []
     results: list[ProblemResult] = []
     seen: set[str] = set()
-    known = {*REQUIRED_COLUMNS, "unique_id", "id", "level", "subject", "completion_tokens"}
+    known = {*REQUIRED_COLUMNS, "unique_id", "id", "level", "subject", "completion_tokens", "agg_scores", "pred"}
+    published: list[Verdict] = []
     for i, row in enumerate(records):
         pid = _problem_id(row)
         if pid in seen:
@@ -213,13 +222,15 @@ def convert(
             answer=str(row["answer"]),
             level=_level(row.get("level")),
             subject=None if row.get("subject") is None else str(row["subject"]),
-            metadata={k: v for k, v in row.items() if k not in known and _plain(v)},
+            metadata={k: v for k, v in row.items() if k not in known and not _PRED.fullmatch(k) and _plain(v)},
         )
         result = _result(problem, row, aggregation, memo)
         check_tree(result)
+        _check_agg_scores(row.get("agg_scores"), result, source, i)
         problems.append(problem)
         results.append(result)
-    verdicts: list[Verdict] = shard_verdicts(results, judged)
+        published += _published(problem, row, memo, n_max)
+    verdicts: list[Verdict] = shard_verdicts(results, judged) + published
     outcome = ShardOutcome(
         cell_id=cell.cell_id,
         problems=problems,
@@ -237,12 +248,51 @@ def _plain(value: object) -> bool:
     return isinstance(value, str | int | float | bool) and len(str(value)) <= 2000
 
 
+def _tokens(value: object, n: int) -> list[int | None]:
+    """Generated tokens per completion: the list the file gives, None where it records none (a
+    missing column, DVTS's `-1`, a negative or malformed entry) — not recorded is not zero."""
+    if not isinstance(value, list) or len(value) != n:
+        return [None] * n
+    return [int(v) if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 else None for v in value]
+
+
+_PRED = re.compile(r"pred_(naive|weighted|maj)@(\d+)")
+_PUBLISHED_METHOD = {"naive": "naive", "weighted": "weighted", "maj": "majority"}
+
+
+def _published(problem: Problem, row: dict, memo: MemoGrader, n_max: int) -> list[Verdict]:
+    """The reference's own predictions of a row — `pred_naive@k`, `pred_weighted@k`,
+    `pred_maj@k` and `pred` (its pick at N, stored as method `pred`) — graded by ttscale, with
+    source `published`, kept beside ttscale's verdicts of the same candidates."""
+    gold = memo.gold(problem.id, problem.answer)
+    out = []
+    for key, value in row.items():
+        match = _PRED.fullmatch(key)
+        method, n = (_PUBLISHED_METHOD[match[1]], int(match[2])) if match else ("pred", n_max) if key == "pred" else (None, 0)
+        if method is None or value is None:
+            continue
+        answer, _ = memo.extract(str(value))
+        out.append(Verdict(problem.id, method, n, answer, float(memo.correct(problem.id, answer, gold)), source="published"))
+    return out
+
+
+def _check_agg_scores(agg: object, result: ProblemResult, source: str, row: int) -> None:
+    """The file's `agg_scores` are the last-step scores the reference selected on; say so when
+    they are not what the candidates' step scores give (a file written by other code)."""
+    if not isinstance(agg, list) or len(agg) != len(result.candidates):
+        return
+    differ = sum(
+        1 for a, c in zip(agg, result.candidates, strict=True)
+        if a is not None and c.step_scores and abs(float(a) - c.step_scores[-1]) > 1e-6
+    )  # fmt: skip
+    if differ:
+        logger.warning("%s: row %d: %d agg_scores differ from the last step scores", source, row, differ)
+
+
 def _result(problem: Problem, row: dict, aggregation: str, memo: MemoGrader) -> ProblemResult:
     completions = [str(c) for c in row["completions"]]
     step_scores = row.get("scores") or [[] for _ in completions]
-    tokens = row.get("completion_tokens")
-    if not isinstance(tokens, list) or len(tokens) != len(completions):
-        tokens = [0] * len(completions)
+    tokens = _tokens(row.get("completion_tokens"), len(completions))
     gold = memo.gold(problem.id, problem.answer)
     extracted = [memo.extract(text) for text in completions]
     classes = memo.classes([a for a, _ in extracted])
@@ -254,7 +304,7 @@ def _result(problem: Problem, row: dict, aggregation: str, memo: MemoGrader) -> 
         nodes.append(
             Node(
                 id=i, parent=None, depth=0, text=text, kind="completion", n_prompt_tokens=0,
-                n_generated_tokens=int(n_tok or 0), scores=steps_t, finish_reason="eos", selected=True,
+                n_generated_tokens=n_tok or 0, scores=steps_t, finish_reason="eos", selected=True,
             )
         )  # fmt: skip
         candidates.append(
@@ -265,7 +315,7 @@ def _result(problem: Problem, row: dict, aggregation: str, memo: MemoGrader) -> 
                 step_scores=steps_t,
                 score=aggregate(steps_t, aggregation),
                 n_prompt_tokens=0,
-                n_generated_tokens=int(n_tok or 0),
+                n_generated_tokens=n_tok,
                 finish_reason="eos",
                 answer=answer,
                 correct=memo.correct(problem.id, answer, gold),
@@ -277,5 +327,5 @@ def _result(problem: Problem, row: dict, aggregation: str, memo: MemoGrader) -> 
         problem_id=problem.id,
         nodes=nodes,
         candidates=candidates,
-        n_generated_tokens=sum(n.n_generated_tokens for n in nodes),
+        n_generated_tokens=None if None in tokens else sum(tokens),
     )

@@ -52,6 +52,7 @@ CELL_SCHEMA = {
     "seed": pl.Int64,
     "spec": pl.String,
     "n_problems": pl.Int64,
+    "fidelity": pl.String,
     "source_cell_id": pl.String,
     "status": pl.String,
     "code_version": pl.String,
@@ -59,9 +60,11 @@ CELL_SCHEMA = {
     "started_at": UTC_TS,
     "finished_at": UTC_TS,
     "n_prompt_tokens": pl.Int64,
+    "n_prompt_tokens_computed": pl.Int64,
     "n_generated_tokens": pl.Int64,
     "n_verifier_tokens": pl.Int64,
     "policy_flops": pl.Float64,
+    "policy_flops_computed": pl.Float64,
     "verifier_flops": pl.Float64,
     "policy_params": pl.Int64,
     "verifier_params": pl.Int64,
@@ -81,6 +84,7 @@ CANDIDATE_SCHEMA = {
     "n_prompt_tokens": pl.Int64,
     "n_generated_tokens": pl.Int64,
     "policy_flops": pl.Int64,
+    "policy_flops_computed": pl.Int64,
     "finish_reason": pl.String,
     "leaf_node": pl.Int64,
 }
@@ -90,10 +94,12 @@ PROBLEM_RUN_SCHEMA = {
     "problem_id": pl.String,
     "dataset": pl.String,
     "n_prompt_tokens": pl.Int64,
+    "n_prompt_tokens_computed": pl.Int64,
     "n_generated_tokens": pl.Int64,
     "n_verifier_tokens": pl.Int64,
     "n_policy_calls": pl.Int64,
     "policy_flops": pl.Int64,
+    "policy_flops_computed": pl.Int64,
     "verifier_flops": pl.Int64,
     "elapsed_s": pl.Float64,
     "n_candidates": pl.Int64,
@@ -120,6 +126,7 @@ NODE_SCHEMA = {
     "n_prompt_tokens": pl.Int64,
     "n_generated_tokens": pl.Int64,
     "n_lookahead_tokens": pl.Int64,
+    "n_cached_prompt_tokens": pl.Int64,
     "scores": pl.List(pl.Float64),
     "n_verifier_tokens": pl.Int64,
     "finish_reason": pl.String,
@@ -129,6 +136,7 @@ NODE_SCHEMA = {
 VERDICT_SCHEMA = {
     "cell_id": pl.String,
     "problem_id": pl.String,
+    "source": pl.String,
     "method": pl.String,
     "n": pl.Int64,
     "answer": pl.String,
@@ -361,14 +369,17 @@ def read_nodes_of_cells(db: Connection | Session | Engine, cell_ids: Sequence[st
     return query_frame(db, query, NODE_SCHEMA)
 
 
-def read_verdicts(db: Connection | Session | Engine, cell_ids: Sequence[str]) -> pl.DataFrame:
-    """Selection verdicts of `cell_ids`: one row per (problem, method, n)."""
+def read_verdicts(db: Connection | Session | Engine, cell_ids: Sequence[str], source: str | None = None) -> pl.DataFrame:
+    """Selection verdicts of `cell_ids` (of one `source`, `ttscale` or `published`, or all):
+    one row per (problem, source, method, n)."""
     t = schema.verdicts
     query = (
         sa.select(*[t.c[k] for k in VERDICT_SCHEMA])
         .where(t.c.cell_id.in_(list(cell_ids)))
-        .order_by(t.c.cell_id, t.c.problem_id, t.c.method, t.c.n)
+        .order_by(t.c.cell_id, t.c.problem_id, t.c.source, t.c.method, t.c.n)
     )
+    if source is not None:
+        query = query.where(t.c.source == source)
     return query_frame(db, query, VERDICT_SCHEMA)
 
 
@@ -401,6 +412,7 @@ def _problem_result(conn: Connection, cell_id: str, problem_id: str) -> ProblemR
             n_prompt_tokens=row.n_prompt_tokens,
             n_generated_tokens=row.n_generated_tokens,
             n_lookahead_tokens=row.n_lookahead_tokens,
+            n_cached_prompt_tokens=row.n_cached_prompt_tokens,
             scores=decode_floats(row.scores),
             n_verifier_tokens=row.n_verifier_tokens,
             finish_reason=row.finish_reason,
@@ -432,6 +444,7 @@ def _problem_result(conn: Connection, cell_id: str, problem_id: str) -> ProblemR
         nodes=nodes,
         candidates=candidates,
         n_prompt_tokens=run["n_prompt_tokens"],
+        n_prompt_tokens_computed=run["n_prompt_tokens_computed"],
         n_generated_tokens=run["n_generated_tokens"],
         n_verifier_tokens=run["n_verifier_tokens"],
         n_policy_calls=run["n_policy_calls"],

@@ -118,6 +118,8 @@ class Cell(Base):
     n_problems: Mapped[int] = mapped_column(sa.Integer, server_default="0")
     """Problems the cell's dataset holds (known when it is planned): progress is stored /
     this, without loading the dataset again. 0 for cells stored before it was recorded."""
+    fidelity: Mapped[str] = mapped_column(_NAME, server_default="ttscale")
+    """`CellSpec.fidelity` (also in `spec`): `ttscale` or `search-and-learn` (docs/fidelity.md)."""
     source_cell_id: Mapped[str | None] = mapped_column(_ID, index=True)
     """The larger-budget cell whose first n candidates this cell reuses. No foreign key on
     purpose: cells of a sweep may be registered in any order, in separate transactions."""
@@ -127,10 +129,16 @@ class Cell(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     n_prompt_tokens: Mapped[int] = mapped_column(sa.BigInteger)
-    n_generated_tokens: Mapped[int] = mapped_column(sa.BigInteger)
+    n_prompt_tokens_computed: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    n_generated_tokens: Mapped[int | None] = mapped_column(sa.BigInteger)
+    """Null when a problem of the cell has no recorded token count (an imported file without them)."""
     n_verifier_tokens: Mapped[int] = mapped_column(sa.BigInteger)
     policy_flops: Mapped[float] = mapped_column(sa.Double)
-    """Cell totals of FLOPs are doubles: a 70B model passes int64 after ~6.6e7 tokens."""
+    """FLOPs charged as the reference does (2 · policy_params · generated tokens). Cell totals of
+    FLOPs are doubles: a 70B model passes int64 after ~6.6e7 tokens."""
+    policy_flops_computed: Mapped[float] = mapped_column(sa.Double, server_default="0")
+    """FLOPs the engine computed: 2 · policy_params · (prompt tokens not served from its prefix
+    cache + generated tokens)."""
     verifier_flops: Mapped[float] = mapped_column(sa.Double)
     policy_params: Mapped[int] = mapped_column(sa.BigInteger)
     verifier_params: Mapped[int] = mapped_column(sa.BigInteger)
@@ -177,12 +185,18 @@ class ProblemRun(Base):
     dataset: Mapped[str] = mapped_column(sa.String)
     """`Problem.dataset`, so the row joins `problems` exactly."""
     n_prompt_tokens: Mapped[int] = mapped_column(sa.BigInteger)
-    n_generated_tokens: Mapped[int] = mapped_column(sa.BigInteger)
-    """Generated plus lookahead tokens: everything the policy generated for the problem."""
+    """Prompt tokens of the policy's requests, once per request (`tree.ProblemResult`)."""
+    n_prompt_tokens_computed: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    """Prompt tokens the engine computed, not served from its prefix cache."""
+    n_generated_tokens: Mapped[int | None] = mapped_column(sa.BigInteger)
+    """Generated plus lookahead tokens: everything the policy generated for the problem (null:
+    not recorded, as in a search-and-learn DVTS file)."""
     n_verifier_tokens: Mapped[int] = mapped_column(sa.BigInteger)
     n_policy_calls: Mapped[int] = mapped_column(sa.Integer)
-    policy_flops: Mapped[int] = mapped_column(sa.BigInteger)
-    """2 × policy_params × (prompt + generated tokens)."""
+    policy_flops: Mapped[int | None] = mapped_column(sa.BigInteger)
+    """Charged as the reference does: 2 × policy_params × generated tokens (Snell et al. 2024)."""
+    policy_flops_computed: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    """Computed: 2 × policy_params × (prompt tokens computed + generated tokens)."""
     verifier_flops: Mapped[int] = mapped_column(sa.BigInteger)
     """2 × verifier_params × verifier tokens."""
     elapsed_s: Mapped[float] = mapped_column(sa.Double)
@@ -209,8 +223,13 @@ class CandidateRow(Base):
     step_scores: Mapped[str] = mapped_column(sa.Text)
     """JSON array of floats, root to leaf."""
     n_prompt_tokens: Mapped[int] = mapped_column(sa.Integer)
-    n_generated_tokens: Mapped[int] = mapped_column(sa.Integer)
-    policy_flops: Mapped[int] = mapped_column(sa.BigInteger)
+    n_generated_tokens: Mapped[int | None] = mapped_column(sa.Integer)
+    """Generated tokens on the candidate's path (null: not recorded)."""
+    policy_flops: Mapped[int | None] = mapped_column(sa.BigInteger)
+    """Charged: 2 × policy_params × the path's generated tokens."""
+    policy_flops_computed: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
+    """The problem's computed FLOPs allotted by the candidate's share of its generated tokens
+    (a shared prompt or path is computed once for all candidates that use it)."""
     finish_reason: Mapped[str] = mapped_column(_NAME)
     leaf_node: Mapped[int] = mapped_column(sa.Integer)
 
@@ -229,6 +248,8 @@ class NodeRow(Base):
     n_prompt_tokens: Mapped[int] = mapped_column(sa.Integer)
     n_generated_tokens: Mapped[int] = mapped_column(sa.Integer)
     n_lookahead_tokens: Mapped[int] = mapped_column(sa.Integer)
+    n_cached_prompt_tokens: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    """Of `n_prompt_tokens`, those the engine's prefix cache served for the request."""
     scores: Mapped[str] = mapped_column(sa.Text)
     """JSON array of floats: one per `\\n\\n` step in `text`."""
     n_verifier_tokens: Mapped[int] = mapped_column(sa.Integer)
@@ -243,6 +264,9 @@ class VerdictRow(Base):
     __tablename__ = "verdicts"
     cell_id: Mapped[str] = mapped_column(_ID, primary_key=True)
     problem_id: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    source: Mapped[str] = mapped_column(_NAME, primary_key=True, server_default="ttscale")
+    """`ttscale` (judged by ttscale from the candidates) or `published` (the prediction a
+    search-and-learn file came with, graded by ttscale: `ttscale import`)."""
     method: Mapped[str] = mapped_column(_NAME, primary_key=True)
     n: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     answer: Mapped[str | None] = mapped_column(sa.Text)

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from ttscale.compute import flops
+from ttscale.compute import charged_flops, computed_flops, flops
 from ttscale.errors import StoreError
 from ttscale.spec import CellSpec, SweepSpec, canonical_json
 from ttscale.store import schema
@@ -120,14 +120,17 @@ def register_cell(
         "seed": cell.seed,
         "spec": cell.canonical_json(),
         "n_problems": int(n_problems),
+        "fidelity": cell.fidelity,
         "source_cell_id": source_cell_id,
         "status": "pending",
         "code_version": code_version(),
         "created_at": utcnow(),
         "n_prompt_tokens": 0,
+        "n_prompt_tokens_computed": 0,
         "n_generated_tokens": 0,
         "n_verifier_tokens": 0,
         "policy_flops": 0.0,
+        "policy_flops_computed": 0.0,
         "verifier_flops": 0.0,
         "policy_params": int(policy_params),
         "verifier_params": int(verifier_params),
@@ -274,10 +277,12 @@ def _problem_run_row(
         "problem_id": encode_text(r.problem_id),
         "dataset": encode_text(dataset),
         "n_prompt_tokens": r.n_prompt_tokens,
+        "n_prompt_tokens_computed": r.n_prompt_tokens_computed,
         "n_generated_tokens": r.n_generated_tokens,
         "n_verifier_tokens": r.n_verifier_tokens,
         "n_policy_calls": r.n_policy_calls,
-        "policy_flops": flops(outcome.policy_params, r.n_prompt_tokens + r.n_generated_tokens),
+        "policy_flops": charged_flops(outcome.policy_params, r.n_generated_tokens),
+        "policy_flops_computed": computed_flops(outcome.policy_params, r.n_prompt_tokens_computed, r.n_generated_tokens),
         "verifier_flops": flops(outcome.verifier_params, r.n_verifier_tokens),
         "elapsed_s": elapsed_s,
         "n_candidates": len(r.candidates),
@@ -291,6 +296,9 @@ def _problem_run_row(
 def _candidate_rows(cell_id: str, results: Iterable[ProblemResult], policy_params: int) -> Iterable[tuple]:
     for r in results:
         pid = encode_text(r.problem_id)
+        # The problem's computed FLOPs split over its candidates by their generated tokens.
+        computed = computed_flops(policy_params, r.n_prompt_tokens_computed, r.n_generated_tokens)
+        total = sum(c.n_generated_tokens or 0 for c in r.candidates)
         for c in r.candidates:
             yield (
                 cell_id,
@@ -305,7 +313,8 @@ def _candidate_rows(cell_id: str, results: Iterable[ProblemResult], policy_param
                 encode_floats(c.step_scores),
                 c.n_prompt_tokens,
                 c.n_generated_tokens,
-                flops(policy_params, c.n_prompt_tokens + c.n_generated_tokens),
+                charged_flops(policy_params, c.n_generated_tokens),
+                round(computed * (c.n_generated_tokens or 0) / total) if total else 0,
                 c.finish_reason,
                 c.leaf,
             )
@@ -326,6 +335,7 @@ def _node_rows(cell_id: str, results: Iterable[ProblemResult]) -> Iterable[tuple
                 n.n_prompt_tokens,
                 n.n_generated_tokens,
                 n.n_lookahead_tokens,
+                n.n_cached_prompt_tokens,
                 encode_floats(n.scores),
                 n.n_verifier_tokens,
                 n.finish_reason,
@@ -336,22 +346,21 @@ def _node_rows(cell_id: str, results: Iterable[ProblemResult]) -> Iterable[tuple
 
 def _verdict_rows(cell_id: str, verdicts: Iterable[Verdict]) -> Iterable[tuple]:
     for v in verdicts:
-        yield (cell_id, encode_text(v.problem_id), v.method, v.n, encode_text(v.answer), v.correct)
+        yield (cell_id, encode_text(v.problem_id), v.source, v.method, v.n, encode_text(v.answer), v.correct)
 
 
 def _add_cell_totals(conn: Connection, cell_id: str, runs: list[dict]) -> None:
     # Last statement of the shard: PostgreSQL holds the cell's row lock until commit, so
     # concurrent shards of one cell serialise only here.
     c = schema.cells.c
-    add = {key: sum(r[key] for r in runs) for key in ("n_prompt_tokens", "n_generated_tokens", "n_verifier_tokens")}
-    conn.execute(
-        sa.update(schema.cells)
-        .where(c.id == cell_id)
-        .values(
-            n_prompt_tokens=c.n_prompt_tokens + add["n_prompt_tokens"],
-            n_generated_tokens=c.n_generated_tokens + add["n_generated_tokens"],
-            n_verifier_tokens=c.n_verifier_tokens + add["n_verifier_tokens"],
-            policy_flops=c.policy_flops + float(sum(r["policy_flops"] for r in runs)),
-            verifier_flops=c.verifier_flops + float(sum(r["verifier_flops"] for r in runs)),
-        )
-    )
+
+    def added(key: str) -> sa.ColumnElement:
+        # An unrecorded count (null) makes the cell's total unknown, not smaller.
+        values = [r[key] for r in runs]
+        if any(v is None for v in values):
+            return sa.null()
+        return c[key] + (float(sum(values)) if isinstance(c[key].type, sa.Double) else sum(values))
+
+    keys = ("n_prompt_tokens", "n_prompt_tokens_computed", "n_generated_tokens", "n_verifier_tokens",
+            "policy_flops", "policy_flops_computed", "verifier_flops")  # fmt: skip
+    conn.execute(sa.update(schema.cells).where(c.id == cell_id).values({key: added(key) for key in keys}))

@@ -37,6 +37,7 @@ def sample_and_score(problems: Sequence[Problem], n: int, ctx: SearchContext) ->
             kind="completion",
             n_prompt_tokens=c.n_prompt_tokens,
             n_generated_tokens=c.n_generated_tokens,
+            n_cached_prompt_tokens=c.n_cached_prompt_tokens,
             scores=s,
             finish_reason=c.finish_reason,
         )

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from ttscale.aggregation import aggregate
 from ttscale.backends.base import Completion, GenerationRequest, Policy
-from ttscale.prompting import PromptBuilder, is_final_step
+from ttscale.fidelity import SearchRules, rules
+from ttscale.prompting import PromptBuilder
 from ttscale.spec import SamplingParams
 from ttscale.tree import Candidate, Node, Problem, ProblemResult
 from ttscale.verifiers.base import STEP_SEPARATOR, Verifier, split_steps
@@ -30,6 +31,8 @@ class SearchContext:
     seed: int = 0
     progress: Callable[[str], None] | None = None
     """Called with a short message after each batched step (the CLI shows it; the library draws nothing)."""
+    rules: SearchRules = field(default_factory=lambda: rules("ttscale"))
+    """What the cell's fidelity profile does where ttscale and the reference differ (`ttscale.fidelity`)."""
     _cached: CachingVerifier | None = field(default=None, init=False, repr=False)
 
     @property
@@ -37,6 +40,16 @@ class SearchContext:
         if self.verifier is not None and self._cached is None:
             self._cached = CachingVerifier(self.verifier)
         return self._cached
+
+    def steps(self, text: str) -> list[str]:
+        """The verifier's steps of a text, split as the profile says."""
+        return split_steps(text, raw=self.rules.raw_steps)
+
+    def open_steps(self, text: str) -> int:
+        """Steps of a path that a continuation cannot change: all but a trailing empty one (the
+        raw split of a path ending in a blank line ends with an empty step the next one replaces)."""
+        steps = self.steps(text)
+        return len(steps) - (1 if steps and steps[-1] == "" else 0)
 
     def report(self, message: str) -> None:
         if self.progress is not None:
@@ -63,7 +76,8 @@ def generate(
     step: bool,
     greedy: bool = False,
 ) -> list[list[Completion]]:
-    """One batched engine call for all `requests`; charges prompt tokens once per request."""
+    """One batched engine call for all `requests`; charges prompt tokens once per request and
+    counts the prompt tokens the engine computed (not served from its prefix cache)."""
     if not requests:
         return []
     s = ctx.sampling
@@ -91,6 +105,9 @@ def generate(
     out: list[list[Completion]] = [[] for _ in requests]
     for i, completions in zip(owner, got, strict=True):
         out[i].extend(completions)
+        if completions:
+            res = results[requests[i].problem]
+            res.n_prompt_tokens_computed += completions[0].n_prompt_tokens - completions[0].n_cached_prompt_tokens
     for r, completions in zip(requests, out, strict=True):
         res = results[r.problem]
         res.n_policy_calls += 1
@@ -106,7 +123,7 @@ def score_solutions(
     verifier = ctx.cached_verifier
     if verifier is None:
         return [() for _ in texts]
-    steps = [split_steps(t) for t in texts]
+    steps = [ctx.steps(t) for t in texts]
     got = verifier.score(problem_texts, steps, [0] * len(steps))
     for res, g in zip(charge, got, strict=True):
         res.n_verifier_tokens += g.n_tokens
@@ -127,12 +144,14 @@ def make_candidate(ctx: SearchContext, res: ProblemResult, index: int, leaf: int
         node.selected = True
     last = path[-1]
     text = last.text if last.kind == "revision" else "".join(n.text for n in path)
+    # The reference selects on the last step's score whatever the search aggregated with.
+    how = "last" if ctx.rules.select_on_last else ctx.aggregation
     return Candidate(
         index=index,
         text=text,
         leaf=leaf,
         step_scores=step_scores,
-        score=aggregate(step_scores, ctx.aggregation) if ctx.verifier is not None else None,
+        score=aggregate(step_scores, how) if ctx.verifier is not None else None,
         n_prompt_tokens=path[0].n_prompt_tokens,
         n_generated_tokens=sum(n.n_generated_tokens for n in path),
         finish_reason=last.finish_reason,
@@ -147,17 +166,38 @@ class Beam:
     node: int | None
     text: str
     n_steps: int
-    """Verifier steps in `text` (split on blank lines)."""
+    """Steps of `text` a continuation leaves as they are (`SearchContext.open_steps`)."""
+    n_tokens: int = 0
+    """Tokens generated on the path so far (a cut step continues until the solution's limit)."""
 
 
-def is_terminal(completion: Completion, last_iteration: bool) -> bool:
-    """A step ends its path at EOS, at the token limit, on an empty step, or when it boxes the answer."""
-    return (
-        last_iteration
-        or completion.finish_reason != "step"
-        or not completion.text.strip()
-        or is_final_step(completion.text)
-    )
+@dataclass(frozen=True)
+class Child:
+    """One sampled step: its node, the path it continues (None: the path ended here), the score
+    the search ranks it by and the verifier's scores of every step of its path."""
+
+    node: Node
+    cont: Beam | None
+    rank: float | None
+    path_scores: tuple[float, ...]
+
+
+def is_terminal(ctx: SearchContext, completion: Completion, path_tokens: int, *, last_iteration: bool, ends_on_boxed: bool) -> bool:
+    """Whether a step ends its path: the last iteration, EOS, an empty step, the token limit (a
+    step cut at `step_max_tokens` only under the profile's `cut_step_ends_path`, else when the
+    path reaches `max_tokens`), or, with `ends_on_boxed`, a step that states the boxed answer."""
+    if last_iteration or completion.finish_reason == "eos":
+        return True
+    if (completion.text == "") if ctx.rules.raw_steps else not completion.text.strip():
+        return True
+    if completion.finish_reason == "length":
+        return ctx.rules.cut_step_ends_path or path_tokens >= ctx.sampling.max_tokens
+    return ends_on_boxed and states_answer(completion.text)
+
+
+def states_answer(text: str) -> bool:
+    """A step that states the boxed answer (`boxed{`, as the reference's DVTS checks)."""
+    return "boxed{" in text
 
 
 def expand(
@@ -169,17 +209,21 @@ def expand(
     *,
     last_iteration: bool,
     lookahead: int,
-) -> list[list[tuple[Node, Beam | None, float | None]]]:
+    ends_on_boxed: bool,
+    score_lookahead: bool = True,
+) -> list[list[Child]]:
     """Grow every beam by one step (`n_children[i]` samples each), in one batched call.
 
-    Returns, per beam, its children as (node, continuing beam or None when terminal, ranking
-    score). The ranking score aggregates the step scores of the path plus `lookahead` greedy
-    steps rolled out only for scoring (Snell et al. 2024 §5.2, lookahead search); the
-    rolled-out text is discarded but its tokens are charged to the child.
+    Returns, per beam, its children in sampling order. A child's ranking score aggregates the
+    step scores of its path plus `lookahead` greedy steps rolled out only for scoring (Snell et
+    al. 2024 §5.2, lookahead search); the rolled-out text is discarded but its tokens are charged
+    to the child (`score_lookahead` False: rolled out and charged but not scored, as the
+    reference's beam search). `node.scores` holds the scores of the steps the child added (under the
+    `search-and-learn` profile, with the empty step the reference scores after a blank line).
     """
     requests = [Request(b.problem, b.text, k) for b, k in zip(beams, n_children, strict=True)]
     got = generate(ctx, problems, results, requests, step=not last_iteration)
-    children: list[tuple[int, Node, Beam | None]] = []
+    grown: list[tuple[int, Node, Beam | None]] = []
     for bi, (beam, completions) in enumerate(zip(beams, got, strict=True)):
         res = results[beam.problem]
         parent_depth = -1 if beam.node is None else res.nodes[beam.node].depth
@@ -192,26 +236,26 @@ def expand(
                 kind="step",
                 n_prompt_tokens=c.n_prompt_tokens,
                 n_generated_tokens=c.n_generated_tokens,
+                n_cached_prompt_tokens=c.n_cached_prompt_tokens,
                 finish_reason=c.finish_reason,
             )
-            text = beam.text + c.text
-            cont = None if is_terminal(c, last_iteration) else Beam(beam.problem, node.id, text, len(split_steps(text)))
-            children.append((bi, node, cont))
-    extra = _look_ahead(ctx, problems, results, [(n, b) for _, n, b in children if b is not None], lookahead)
-    texts = [beams[bi].text + node.text + extra.get(id(node), "") for bi, node, _ in children]
+            text, tokens = beam.text + c.text, beam.n_tokens + c.n_generated_tokens
+            ended = is_terminal(ctx, c, tokens, last_iteration=last_iteration, ends_on_boxed=ends_on_boxed)
+            grown.append((bi, node, None if ended else Beam(beam.problem, node.id, text, ctx.open_steps(text), tokens)))
+    extra = _look_ahead(ctx, problems, results, [(n, b) for _, n, b in grown if b is not None], lookahead)
+    texts = [beams[bi].text + node.text + (extra.get(id(node), "") if score_lookahead else "") for bi, node, _ in grown]
     scores = score_solutions(
         ctx,
-        [problems[beams[bi].problem].text for bi, _, _ in children],
+        [problems[beams[bi].problem].text for bi, _, _ in grown],
         texts,
-        [results[beams[bi].problem] for bi, _, _ in children],
+        [results[beams[bi].problem] for bi, _, _ in grown],
     )
-    out: list[list[tuple[Node, Beam | None, float | None]]] = [[] for _ in beams]
-    for (bi, node, cont), full in zip(children, scores, strict=True):
+    out: list[list[Child]] = [[] for _ in beams]
+    for (bi, node, cont), full in zip(grown, scores, strict=True):
         beam = beams[bi]
-        own_steps = len(split_steps(beam.text + node.text))
-        node.scores = tuple(full[beam.n_steps : own_steps])
+        node.scores = tuple(full[beam.n_steps : len(ctx.steps(beam.text + node.text))])
         rank = aggregate(full, ctx.aggregation) if ctx.verifier is not None else None
-        out[bi].append((node, cont, rank))
+        out[bi].append(Child(node, cont, rank, tuple(full)))
     return out
 
 
@@ -238,7 +282,7 @@ def _look_ahead(
             rolled[id(node)] += c.text
             node.n_lookahead_tokens += c.n_generated_tokens
             results[beam.problem].n_generated_tokens += c.n_generated_tokens
-            if not is_terminal(c, False):
+            if not is_terminal(ctx, c, beam.n_tokens, last_iteration=False, ends_on_boxed=True):
                 nxt.append((node, beam))
         live = nxt
     return rolled

@@ -51,6 +51,7 @@ def self_refine(
                 kind=kind,
                 n_prompt_tokens=c.n_prompt_tokens,
                 n_generated_tokens=c.n_generated_tokens,
+                n_cached_prompt_tokens=c.n_cached_prompt_tokens,
                 scores=s,
                 finish_reason=c.finish_reason,
             )

@@ -1,4 +1,4 @@
-"""Verifiers (step scorers), by registered name: `arithmetic` (programmatic checker), `self`
+"""Verifiers (step scorers), by registered name: `arithmetic` and `arith_chain` (programmatic checkers), `self`
 (the policy judges its own steps), `rlhflow_prm` and `qwen_prm` (process reward models, GPU),
 `scripted` (tests). A factory takes `(policy, settings)` and returns a `Verifier`; modules are
 imported when a verifier is loaded, so nothing heavy loads at import time.
@@ -14,7 +14,7 @@ from ttscale.verifiers.base import STEP_SEPARATOR, StepScores, Verifier, split_s
 VERIFIERS: Registry = Registry("verifier")
 
 # Modules whose import registers factories. Cheap to import: each imports its engine lazily.
-_MODULES = ("arithmetic", "scripted", "self_verifier", "prm")
+_MODULES = ("arithmetic", "arith_chain", "scripted", "self_verifier", "prm")
 
 
 def _load_registrations() -> None:

@@ -12,20 +12,22 @@ import ast
 import operator
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ttscale.verifiers import VERIFIERS
 from ttscale.verifiers.base import StepScores
 
 _NUM = r"\d[\d,]*(?:\.\d+)?"
+NUMBER = re.compile(_NUM)
 _OP = r"[-+*/×x÷·]"
 # An expression of at least one binary operation, `=`, a number: `3 * (4 + 5) = 27`, `$12+35=47$`.
-_CLAIM = re.compile(
+CLAIM = re.compile(
     rf"(?<![\w.])((?:\(\s*)*-?{_NUM}(?:\s*\)\s*)*(?:\s*{_OP}\s*(?:\(\s*)*-?{_NUM}(?:\s*\))*)+)\s*=\s*\$?\s*(-?{_NUM})(?![\d])"
 )
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
-def _evaluate(expr: str) -> float | None:
+def evaluate(expr: str) -> float | None:
     text = expr.replace(",", "").replace("×", "*").replace("÷", "/").replace("·", "*")
     text = re.sub(r"(?<=[\d)\s])x(?=[\s\d(])", "*", text)
     try:
@@ -50,20 +52,38 @@ def _evaluate(expr: str) -> float | None:
         return None
 
 
-def check_claims(step: str) -> tuple[int, int]:
-    """(claims that hold, claims found) in one step."""
-    held = found = 0
-    for expr, result in _CLAIM.findall(step):
-        value = _evaluate(expr)
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One checkable claim `a op b ... = c` of a step."""
+
+    operands: tuple[float, ...]
+    result: float
+    holds: bool
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def claims(step: str) -> list[Claim]:
+    """Every checkable claim in one step, in order."""
+    out = []
+    for expr, result in CLAIM.findall(step):
+        value = evaluate(expr)
         if value is None:
             continue
-        found += 1
-        claimed = float(result.replace(",", ""))
+        claimed = number(result)
         # Rounded results (`10 / 3 = 3.33`) count as right to the digits written.
         decimals = len(result.split(".")[1]) if "." in result else 0
-        if abs(value - claimed) <= max(1e-9 * abs(value), 0.5 * 10**-decimals if "." in result else 1e-9):
-            held += 1
-    return held, found
+        holds = abs(value - claimed) <= max(1e-9 * abs(value), 0.5 * 10**-decimals if "." in result else 1e-9)
+        out.append(Claim(tuple(number(x) for x in NUMBER.findall(expr)), claimed, holds))
+    return out
+
+
+def check_claims(step: str) -> tuple[int, int]:
+    """(claims that hold, claims found) in one step."""
+    found = claims(step)
+    return sum(c.holds for c in found), len(found)
 
 
 class ArithmeticVerifier:

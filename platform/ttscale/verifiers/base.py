@@ -9,12 +9,16 @@ from typing import Protocol, runtime_checkable
 STEP_SEPARATOR = "\n\n"
 
 
-def split_steps(text: str) -> list[str]:
-    """Reasoning steps of a solution: chunks between blank lines, empty chunks dropped.
+def split_steps(text: str, *, raw: bool = False) -> list[str]:
+    """Reasoning steps of a solution: chunks between blank lines, stripped, empty chunks dropped;
+    with `raw`, the text split on blank lines as it is (the reference's `text.split("\\n\\n")`:
+    a text ending in a blank line ends with an empty step; see docs/fidelity.md).
 
-    The reference work (search-and-learn) delimits steps by `\\n\\n`; each step's score is
-    the verifier's judgement of that step given the problem and every step before it.
+    Each step's score is the verifier's judgement of that step given the problem and every step
+    before it.
     """
+    if raw:
+        return text.split(STEP_SEPARATOR)
     return [s for s in (part.strip() for part in text.split(STEP_SEPARATOR)) if s]
 
 
