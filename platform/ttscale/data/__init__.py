@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
-from ttscale.data.arith import generate_arith
+from ttscale.data.arith import LADDER_LEVELS, generate_arith, generate_ladder
 from ttscale.errors import DataError
 from ttscale.registry import Registry
 from ttscale.spec import DatasetSpec
@@ -122,6 +122,13 @@ def _arith(spec: DatasetSpec) -> list[Problem]:
     count = spec.limit or 100
     per_level = 5 if spec.levels is None else len(spec.levels)
     return generate_arith(count * 5 // per_level + 5, seed=spec.seed)
+
+
+@DATASETS.register("ladder", "Generated arithmetic in four rungs of difficulty, from `What is 7 + 5?` to arith level 2 (the CPU demo)")
+def _ladder(spec: DatasetSpec) -> list[Problem]:
+    count = spec.limit or 100
+    per_level = len(LADDER_LEVELS) if spec.levels is None else len(spec.levels)
+    return generate_ladder(count * len(LADDER_LEVELS) // per_level + len(LADDER_LEVELS), seed=spec.seed)
 
 
 @DATASETS.register("jsonl", "Any JSONL file with `problem` (or `question`) and `answer` fields")

@@ -17,10 +17,11 @@ _ITEMS = ["apples", "marbles", "stickers", "coins", "books", "pencils", "shells"
 _MAX = {1: 20, 2: 50, 3: 100, 4: 200, 5: 500}
 
 
-def _problem(rng: random.Random, level: int) -> tuple[str, int]:
+def _problem(rng: random.Random, level: int, top: int | None = None) -> tuple[str, int]:
+    """A word problem of `level` operations on numbers up to `top` (default: the level's)."""
     name, pronoun = rng.choice(_NAMES)
     item = rng.choice(_ITEMS)
-    top = _MAX[level]
+    top = top or _MAX[level]
     value = rng.randint(2, top)
     sentences = [f"{name} has {value} {item}."]
     ops = ["add", "sub"] if level <= 2 else ["add", "sub", "mul", "div"]
@@ -60,4 +61,41 @@ def generate_arith(count: int, seed: int = 0) -> list[Problem]:
         level = i % 5 + 1
         text, answer = _problem(rng, level)
         problems.append(Problem("arith", f"arith-s{seed}-{i:05d}", text, str(answer), level=level, subject="arithmetic"))
+    return problems
+
+
+def _bare(rng: random.Random) -> tuple[str, int]:
+    a, b = rng.randint(2, 9), rng.randint(1, 9)
+    if rng.random() < 0.5:
+        return f"What is {a} + {b}?", a + b
+    a, b = max(a, b), min(a, b)
+    return f"What is {a} - {b}?", a - b
+
+
+LADDER_LEVELS = {
+    1: "a bare sum or difference of single digits (`What is 7 + 5?`)",
+    2: "one operation in words, single-digit numbers",
+    3: "arith level 1: one operation in words, numbers up to 20",
+    4: "arith level 2: two operations in words, numbers up to 50",
+}
+
+
+def generate_ladder(count: int, seed: int = 0) -> list[Problem]:
+    """`count` problems cycling through the rungs of `LADDER_LEVELS`; ids `ladder-s{seed}-{index}`.
+
+    A difficulty ladder for the bundled 135M model, whose accuracy on `arith` is near zero past
+    level 1: sampled once, it solves about a third of rung 1, an eighth of rung 2 and a
+    fifteenth of rung 3 — so a small sweep shows accuracy rising with n on every rung, and
+    difficulty bins that differ (benchmarks/RESULTS.md)."""
+    rng = random.Random(seed)
+    problems = []
+    for i in range(count):
+        level = i % len(LADDER_LEVELS) + 1
+        if level == 1:
+            text, answer = _bare(rng)
+        elif level == 2:
+            text, answer = _problem(rng, 1, top=9)
+        else:
+            text, answer = _problem(rng, level - 2)
+        problems.append(Problem("ladder", f"ladder-s{seed}-{i:05d}", text, str(answer), level=level, subject="arithmetic"))
     return problems
