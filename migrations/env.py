@@ -39,7 +39,8 @@ def run_migrations_online() -> None:
     from logging.config import fileConfig
 
     from ttscale.settings import Settings
-    from ttscale.store.engine import make_engine, transaction
+    from ttscale.store.engine import make_engine
+    from ttscale.store.migrate import migrating
 
     if config.config_file_name:  # the alembic command: log as alembic.ini says
         fileConfig(config.config_file_name)
@@ -47,7 +48,7 @@ def run_migrations_online() -> None:
     url = context.get_x_argument(as_dictionary=True).get("url") or Settings.from_env().database_url
     engine = make_engine(url, create_dirs=True)
     try:
-        with transaction(engine) as conn:
+        with migrating(engine) as conn:
             _configure(conn)
             context.run_migrations()
     finally:

@@ -95,9 +95,10 @@ def test_greedy_sweep_over_the_shared_server_equals_the_in_process_engine(
     tmp_path, mlflow_uri, vllm_server_url, vllm_settings, vllm_policy
 ):
     """Greedy decoding at N=1: N greedy samples would be N copies of one text anyway."""
-    from ttscale.spec import as_cell
+    from ttscale.planning import prepare_cell
     from ttscale.prompting import PromptBuilder
-    from ttscale.runner import prepare_cell, run_shard
+    from ttscale.runner import CellRuntime, search_shard
+    from ttscale.spec import as_cell
     from ttscale.verifiers import load_verifier
 
     data = sweep_over_server(tmp_path, mlflow_uri, vllm_server_url, name="shared-server-greedy", n=1, temperature=0.0)
@@ -106,7 +107,7 @@ def test_greedy_sweep_over_the_shared_server_equals_the_in_process_engine(
     info = prepared.model_info
     prompts = PromptBuilder(chat=vllm_policy.chat_prompt, format=info.prompt_format, system=info.system_prompt)
     verifier = load_verifier(cell.verifier, vllm_policy, vllm_settings)
-    outcome = run_shard(cell, prepared.problems, vllm_policy, verifier, prompts)
+    outcome = search_shard(cell, prepared.problems, CellRuntime(prepared, vllm_policy, verifier, prompts))
     in_process = sorted(
         (r.problem_id, c.index, c.text, c.finish_reason, c.n_generated_tokens, c.answer)
         for r in outcome.results

@@ -56,7 +56,8 @@ def test_n_samples_per_prompt_in_prompt_order(vllm_policy):
         for c in row:
             assert c.n_prompt_tokens == n_prompt
             assert 1 <= c.n_generated_tokens <= 12
-            assert (c.finish_reason == "length") == (c.n_generated_tokens == 12)
+            # a cut completion used every token; a full-length one may still have ended on EOS
+            assert c.finish_reason != "length" or c.n_generated_tokens == 12
 
 
 def test_prompt_tokens_match_count_tokens(vllm_policy):

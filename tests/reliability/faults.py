@@ -178,7 +178,7 @@ def assert_stored_exactly_once(url: str, sweep_id: str) -> dict[str, pl.DataFram
     for cell_id, cell in cells.items():
         mine = runs.filter(pl.col("cell_id") == cell_id)
         if cell["source_cell_id"] is None:
-            assert mine.height == 5, (cell_id, mine.height)
+            assert mine.height == cell["n_problems"], (cell_id, mine.height, cell["n_problems"])
             assert cell["n_generated_tokens"] == mine["n_generated_tokens"].sum(), cell_id
             assert cell["n_prompt_tokens"] == mine["n_prompt_tokens"].sum(), cell_id
             if cell["strategy"] == "best_of_n":

@@ -9,6 +9,8 @@ taken for interpolation there).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -49,16 +51,41 @@ def current_revision(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
-def _run(engine: Engine, action: str, revision: str) -> None:
-    fn = command.upgrade if action == "upgrade" else command.downgrade
+def _foreign_keys(conn: Connection, state: str) -> None:
+    # On the DBAPI connection: SQLAlchemy's own execute would open the transaction first.
+    conn.connection.dbapi_connection.execute(f"PRAGMA foreign_keys = {state}")
+
+
+@contextmanager
+def migrating(engine: Engine) -> Iterator[Connection]:
+    """A connection in the one transaction a migration runs in.
+
+    On SQLite, batch mode rebuilds a table by copy-drop-rename; with foreign keys on, dropping
+    `cells` would cascade-delete every row that references it. The pragma is a no-op inside a
+    transaction, so it is turned off before BEGIN, and the references are checked before COMMIT."""
+    sqlite = engine.dialect.name == "sqlite"
     with connect(engine) as conn:
+        if sqlite:
+            _foreign_keys(conn, "OFF")
         try:
             with conn.begin():
-                fn(alembic_config(conn), revision)
-        except SQLAlchemyError as err:
-            raise StoreError(f"{action} of store {redact_url(engine.url)} to {revision} failed: {one_line(err)}") from None
-        except CommandError as err:  # e.g. an unknown revision
-            raise StoreError(f"{action} of store {redact_url(engine.url)}: {one_line(err)}") from None
+                yield conn
+                if sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):
+                    raise StoreError(f"migration of store {redact_url(engine.url)} would break {len(broken)} references; rolled back")
+        finally:
+            if sqlite:
+                _foreign_keys(conn, "ON")
+
+
+def _run(engine: Engine, action: str, revision: str) -> None:
+    fn = command.upgrade if action == "upgrade" else command.downgrade
+    try:
+        with migrating(engine) as conn:
+            fn(alembic_config(conn), revision)
+    except SQLAlchemyError as err:
+        raise StoreError(f"{action} of store {redact_url(engine.url)} to {revision} failed: {one_line(err)}") from None
+    except CommandError as err:  # e.g. an unknown revision
+        raise StoreError(f"{action} of store {redact_url(engine.url)}: {one_line(err)}") from None
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
