@@ -11,7 +11,6 @@ role on a team install), falling back to the store URL.
 from __future__ import annotations
 
 import io
-import json
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from ttscale import analysis, results, store
 from ttscale.analysis import agreement as analysis_agreement
 from ttscale.analysis.bin_accuracy import bin_accuracy
 from ttscale.settings import Settings
+from ttscale.store import export as store_export
 
 LIST_TTL_S = 15
 """Sweep and cell lists: short, so a running sweep's progress moves on the next rerun."""
@@ -245,11 +245,8 @@ def export_cell_zip(url: str, cell_id: str, fmt: str) -> bytes:
             path = Path(tmp) / f"{name}.{fmt}"
             if fmt == "parquet":
                 frame.write_parquet(path)
-            else:  # csv has no list type: score lists as JSON text, as store.export does
-                lists = [k for k, v in frame.schema.items() if isinstance(v, pl.List)]
-                frame.with_columns(
-                    pl.col(k).map_elements(lambda v: json.dumps(v.to_list()), return_dtype=pl.String) for k in lists
-                ).write_csv(path)
+            else:
+                store_export.csv_ready(frame).write_csv(path)
             paths.append(path)
         return _zip(paths)
 

@@ -33,15 +33,17 @@ def redact_url(url: str | _RenderableURL) -> str:
     scheme = _SCHEME.match(text)
     if scheme is None:
         return _mask_query(text)
-    head, rest = text[: scheme.end()], text[scheme.end() :]
+    # Secret query values first: one holding `@` (`?password=p@ss`) must not be taken for the
+    # end of the userinfo below, which would show what follows that `@`.
+    head, rest = text[: scheme.end()], _mask_query(text[scheme.end() :])
     # The last `@` ends the userinfo (a password may hold `@`, `/` or `?`); if it stood in a
-    # query value instead, this over-masks, which is the safe way to be wrong.
+    # non-secret query value instead, this over-masks, which is the safe way to be wrong.
     at = rest.rfind("@")
     if at > 0 and not rest.startswith("/"):
         user, colon, _ = rest[:at].partition(":")
         if colon and "/" not in user:
             rest = f"{user}:{MASK}{rest[at:]}"
-    return head + _mask_query(rest)
+    return head + rest
 
 
 def _mask_query(text: str) -> str:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from ttscale.errors import SpecError
+from ttscale.files import MAX_SPEC_BYTES, read_text
 from ttscale.fidelity import Fidelity, rules
 from ttscale.strategy_params import ALL_PARAMS, STRATEGY_NAMES, Config
 
@@ -122,6 +123,10 @@ class CellSpec(Config):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 
 
+DEFAULT_MAX_CELLS = 10_000
+HARD_MAX_CELLS = 1_000_000
+
+
 class SweepSpec(Config):
     """A grid of cells (YAML). Lists are crossed; strategies carry their own parameters."""
 
@@ -153,9 +158,21 @@ class SweepSpec(Config):
     """Times a failed shard is retried before the cell is marked failed."""
     fidelity: Fidelity = "ttscale"
     """Search semantics of every cell: `ttscale` (default) or `search-and-learn` (docs/fidelity.md)."""
+    max_cells: int = Field(DEFAULT_MAX_CELLS, ge=1, le=HARD_MAX_CELLS)
+    """The most cells the grid may expand to (a typo'd list of seeds should not plan a million
+    cells); raise it for a grid that really is larger, up to 1,000,000."""
+
+    def grid_size(self) -> int:
+        """An upper bound of the cells the grid expands to, without expanding it."""
+        return len(self.models) * len(self.strategies) * len(self.datasets) * len(self.seeds) * len(self.budgets) * max(1, len(self.verifiers))
 
     @model_validator(mode="after")
     def _check_grid(self) -> SweepSpec:
+        if (size := self.grid_size()) > self.max_cells:
+            raise ValueError(
+                f"the grid has up to {size:,} cells, more than max_cells={self.max_cells:,}; "
+                "set max_cells in the spec if you mean it"
+            )
         if any(n < 1 for n in self.budgets):
             bad = [n for n in self.budgets if n < 1]
             raise ValueError(f"budgets: every n must be >= 1, got {bad[0]}")
@@ -286,6 +303,32 @@ def parse_sweep(data: Any, source: str = "spec") -> SweepSpec:
         raise SpecError(format_validation_error(err)) from None
 
 
+def _unique_keys_loader() -> type:
+    """yaml's SafeLoader, refusing a mapping that repeats a key (plain YAML keeps the last one,
+    so `budgets: [4]` further down would silently replace `budgets: [2, 4, 8]`)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+            seen: set = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges; explicit keys may override those
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # an unhashable key: the base constructor reports it
+                    break
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def load_yaml_text(text: str, source: str = "spec") -> Any:
     """`yaml.safe_load(text)`, or a one-line SpecError naming `source`.
 
@@ -296,7 +339,7 @@ def load_yaml_text(text: str, source: str = "spec") -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_unique_keys_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "python/" in first:
@@ -315,11 +358,5 @@ def parse_sweep_text(text: str, source: str = "spec") -> SweepSpec:
 
 def read_sweep_file(path: str) -> tuple[SweepSpec, str]:
     """The validated spec of a file and its text exactly as written (the store keeps it verbatim)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such spec file") from None
-    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as err:
-        raise SpecError(f"{path}: cannot read spec: {type(err).__name__}") from None
+    text = read_text(path, "spec", max_bytes=MAX_SPEC_BYTES, error=SpecError)
     return parse_sweep_text(text, source=path), text

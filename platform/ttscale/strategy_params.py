@@ -13,15 +13,37 @@ This module sits beside `spec` at the bottom of the layers: pure data, no I/O.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Protocol
+import typing
+from typing import Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def _accepts_bool(annotation: Any) -> bool:
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_accepts_bool(a) for a in typing.get_args(annotation))
+
+
+def _holds_bool(value: Any) -> bool:
+    return isinstance(value, bool) or (isinstance(value, list | tuple) and any(isinstance(v, bool) for v in value))
 
 
 class Config(BaseModel):
-    """Frozen, strict configuration: unknown keys are errors, each field has a docstring."""
+    """Frozen, strict configuration: unknown keys are errors, each field has a docstring, and a
+    YAML `true`/`false` is never taken for a number (pydantic would read `budgets: [true]` as n=1)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(key, str) else None
+                if field is not None and _holds_bool(value) and not _accepts_bool(field.annotation):
+                    raise ValueError(f"{key}: true/false is not a valid value here, got {value!r}")
+        return data
 
 
 class Sampling(Protocol):

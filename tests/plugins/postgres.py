@@ -79,10 +79,27 @@ def postgresql_server() -> Iterator[object]:
     executor.start()
     try:
         executor.wait_for_postgres()
+        _wait_until_accepting(executor)
         yield executor
     finally:
         executor.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _wait_until_accepting(server: object, timeout_s: float = 120.0) -> None:
+    """Until a real connection succeeds: `pg_ctl status` can report a server that still answers
+    "the database system is starting up" (seen on a loaded machine)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with psycopg.connect(host=server.host, port=server.port, user=server.user, dbname="postgres", connect_timeout=5):
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)  # polling a condition, not waiting for time
 
 
 def server_url(server: object, dbname: str = "postgres", user: str | None = None, password: str | None = None) -> str:

@@ -9,10 +9,13 @@ restores pg_hba.conf at the end."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 import pytest
 
 PASSWORD = "s3cr3t-P4ss"
@@ -33,23 +36,36 @@ def _admin(server) -> psycopg.Connection:
     return psycopg.connect(host=server.host, port=server.port, user=server.user, dbname="postgres", autocommit=True)
 
 
-@pytest.fixture
-def password_role(postgresql_server):
+@contextmanager
+def _role_with_password(server, password: str) -> Iterator[PasswordRole]:
     name = f"pw_{uuid.uuid4().hex[:10]}"
-    with _admin(postgresql_server) as admin:
+    with _admin(server) as admin:
         hba = Path(admin.execute("SHOW hba_file").fetchone()[0])
         original = hba.read_text()
         rules = "".join(f"host all {name} {net} scram-sha-256\n" for net in ("127.0.0.1/32", "::1/128"))
         hba.write_text(rules + original)
         try:
             admin.execute("SELECT pg_reload_conf()")
-            admin.execute(f"SET password_encryption = 'scram-sha-256'; CREATE ROLE {name} LOGIN CREATEROLE PASSWORD '{PASSWORD}'")
+            admin.execute("SET password_encryption = 'scram-sha-256'")
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
             for db in ("store", "mlflow"):
                 admin.execute(f'CREATE DATABASE "{name}_{db}" OWNER {name}')
-            yield PasswordRole(name, postgresql_server.host, postgresql_server.port)
+            yield PasswordRole(name, server.host, server.port)
         finally:
             for db in ("store", "mlflow"):
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}_{db}" WITH (FORCE)')
             admin.execute(f"DROP ROLE IF EXISTS {name}")
             hba.write_text(original)
             admin.execute("SELECT pg_reload_conf()")
+
+
+@pytest.fixture
+def password_role(postgresql_server):
+    with _role_with_password(postgresql_server, PASSWORD) as role:
+        yield role
+
+
+@pytest.fixture
+def role_with_password(postgresql_server):
+    """A factory: `with role_with_password("p@ss") as role: ...`."""
+    return lambda password: _role_with_password(postgresql_server, password)

@@ -19,6 +19,10 @@ from ttscale.store.provenance import code_version
         ("postgresql+psycopg://u:pw@", "postgresql+psycopg://u:***@"),
         ("postgresql+psycopg://u:p@w@h:bad/db", "postgresql+psycopg://u:***@h:bad/db"),
         ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+        ("postgresql+psycopg://u@h:5432/db?password=SECRET", "postgresql+psycopg://u@h:5432/db?password=***"),
+        # a query password holding `@` is masked before the userinfo is looked for
+        ("postgresql+psycopg://u:p@ss@SECRET@h/db?password=p@ssSECRET&sslmode=require",
+         "postgresql+psycopg://u:***@h/db?password=***&sslmode=require"),
     ],
 )
 def test_redaction_hides_the_password_even_in_malformed_urls(url, expected):

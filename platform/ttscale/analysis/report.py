@@ -28,6 +28,7 @@ from ttscale.analysis.frontier import ALL_BINS, compute_optimal, frontier_points
 from ttscale.analysis.verdicts import Mode, problem_verdicts
 from ttscale.analysis.verifier_quality import QUALITY_SCHEMA, verifier_quality
 from ttscale.errors import SpecError
+from ttscale.spreadsheet import neutralise_formulas
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -159,8 +160,8 @@ def to_csv(report: Report, tables: list[str] | None = None) -> str:
     """CSV of one table; for several, each preceded by a `# name` line and a blank line between."""
     names = _pick(tables)
     if len(names) == 1:
-        return report.table(names[0]).write_csv()
-    parts = [f"# {name}\n{report.table(name).write_csv()}" for name in names]
+        return neutralise_formulas(report.table(names[0])).write_csv()
+    parts = [f"# {name}\n{neutralise_formulas(report.table(name)).write_csv()}" for name in names]
     return "\n".join(parts)
 
 

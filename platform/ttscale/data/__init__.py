@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ttscale.data.arith import LADDER_LEVELS, generate_arith, generate_ladder
 from ttscale.errors import DataError
+from ttscale.files import MAX_DATASET_BYTES, bounded_lines, open_regular
 from ttscale.registry import Registry
 from ttscale.spec import DatasetSpec
 from ttscale.tree import Problem
@@ -28,28 +29,19 @@ def content_id(text: str) -> str:
 
 
 def _read_jsonl(path: Path, label: str) -> Iterable[tuple[int, dict]]:
-    try:
-        f = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{label}: no such file {str(path)!r}") from None
-    except (IsADirectoryError, PermissionError) as err:
-        raise DataError(f"{label}: cannot read {str(path)!r}: {err.strerror}") from None
-    with f:
-        try:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{label}:{lineno}: not valid JSON ({err.msg})") from None
-                except RecursionError:
-                    raise DataError(f"{label}:{lineno}: not valid JSON (nested too deeply)") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{label}:{lineno}: each line must be a JSON object, got {type(row).__name__}")
-                yield lineno, row
-        except UnicodeDecodeError:
-            raise DataError(f"{label}: not UTF-8 text") from None
+    with open_regular(path, label, max_bytes=MAX_DATASET_BYTES, error=DataError) as f:
+        for lineno, line in bounded_lines(f, label, max_bytes=MAX_DATASET_BYTES, error=DataError):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{label}:{lineno}: not valid JSON ({err.msg})") from None
+            except RecursionError:
+                raise DataError(f"{label}:{lineno}: not valid JSON (nested too deeply)") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{label}:{lineno}: each line must be a JSON object, got {type(row).__name__}")
+            yield lineno, row
 
 
 def _field(row: dict, names: tuple[str, ...], label: str, lineno: int) -> str:

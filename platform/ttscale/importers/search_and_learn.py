@@ -42,6 +42,7 @@ from ttscale.aggregation import AGGREGATIONS, aggregate
 from ttscale.analysis.verdicts import shard_verdicts
 from ttscale.data import content_id
 from ttscale.errors import DataError, SpecError
+from ttscale.files import MAX_IMPORT_BYTES, open_regular
 from ttscale.spec import CellSpec, format_validation_error
 from ttscale.strategy_params import PARAMS_BY_NAME, STRATEGY_NAMES
 from ttscale.tree import Candidate, Node, Problem, ProblemResult, ShardOutcome, Verdict, check_tree
@@ -107,8 +108,7 @@ def read_completions(path: str | Path) -> pl.DataFrame:
     Raises DataError for a missing or unreadable file, or one without the required columns.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: no such file")
+    open_regular(p, "import", max_bytes=MAX_IMPORT_BYTES, error=DataError).close()  # a regular file, not too large
     try:
         if p.suffix == ".parquet":
             rows = pl.read_parquet(p)

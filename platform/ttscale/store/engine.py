@@ -76,10 +76,22 @@ def scrubbed(err: BaseException, url: URL | None) -> str:
     return _scrub(one_line(err), url)
 
 
+def _encode_userinfo_at(url: str) -> str:
+    """`url` with every `@` inside its userinfo percent-encoded. A host never holds `@`, so the
+    userinfo runs to the last `@` before the query; SQLAlchemy splits at the first one instead,
+    taking `ss@SECRET@host` of `user:p@ss@SECRET@host` for the host (and showing it in errors)."""
+    scheme, sep, rest = url.partition("://")
+    before_query, q, query = rest.partition("?")
+    at = before_query.rfind("@")
+    if not sep or at < 0 or "@" not in before_query[:at]:
+        return url
+    return f"{scheme}{sep}{before_query[:at].replace('@', '%40')}{before_query[at:]}{q}{query}"
+
+
 def parse_url(url: str) -> URL:
     """Parse and normalise a store URL or raise StoreError (password redacted)."""
     try:
-        parsed = sa.make_url(url)
+        parsed = sa.make_url(_encode_userinfo_at(url))
     except (ArgumentError, ValueError) as err:
         raise StoreError(f"store URL {redact_url(url)!r} is malformed: {_scrub(one_line(err), None)}") from None
     if parsed.drivername == "postgresql":

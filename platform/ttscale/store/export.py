@@ -21,7 +21,8 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ttscale.errors import StoreError
+from ttscale.errors import SpecError, StoreError
+from ttscale.spreadsheet import neutralise_formulas
 from ttscale.store import read, schema
 from ttscale.store.encoding import encode_text
 from ttscale.store.provenance import code_version
@@ -56,6 +57,14 @@ def resolve_sweep(conn: Connection, ref: str) -> str:
     return ids[0]
 
 
+def csv_ready(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` as CSV can hold it: lists (step scores) as JSON text, and no text cell a
+    spreadsheet would run as a formula (`spreadsheet.neutralise_formulas`)."""
+    lists = [k for k, v in frame.schema.items() if isinstance(v, pl.List)]
+    flat = frame.with_columns(pl.col(k).map_elements(lambda v: json.dumps(v.to_list()), return_dtype=pl.String) for k in lists)
+    return neutralise_formulas(flat)
+
+
 class _TableFile:
     """One output table, appended frame by frame, renamed into place on `close()`."""
 
@@ -70,11 +79,7 @@ class _TableFile:
 
     def write(self, df: pl.DataFrame) -> None:
         if self.fmt == "csv":
-            lists = [k for k, v in df.schema.items() if isinstance(v, pl.List)]
-            flat = df.with_columns(
-                pl.col(k).map_elements(lambda v: json.dumps(v.to_list()), return_dtype=pl.String) for k in lists
-            )
-            flat.write_csv(self.fh, include_header=self.fh.tell() == 0)
+            csv_ready(df).write_csv(self.fh, include_header=self.fh.tell() == 0)
         elif self.fmt == "jsonl":
             df.write_ndjson(self.fh)
         else:
@@ -102,6 +107,21 @@ class _TableFile:
         self.tmp.unlink(missing_ok=True)
 
 
+def _output_folder(out_dir: str | Path) -> Path:
+    """`out_dir` resolved and created, or a one-line SpecError naming it: a file in the way, a
+    read-only or unwritable place (`/proc/...`) is the user's to fix, not a traceback."""
+    out = Path(out_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise SpecError(f"--out: {str(out_dir)!r} is a file; give a folder (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".ttscale-write-check.")
+        probe.close()
+    except OSError as err:
+        raise SpecError(f"--out: cannot write to {str(out_dir)!r}: {err.strerror or type(err).__name__}") from None
+    return out
+
+
 def export_sweep(conn: Connection, sweep_id: str, out_dir: str | Path, fmt: str) -> list[Path]:
     """Write the sweep's tables and `sweep.json` into `out_dir` (created if missing); return
     the paths written. Existing files of an earlier export are replaced."""
@@ -115,8 +135,7 @@ def export_sweep(conn: Connection, sweep_id: str, out_dir: str | Path, fmt: str)
         raise StoreError(f"no sweep with id {sweep_id!r}") from None
     if sweep["sweep_id"] != sweep_id:  # a name or prefix matched: export takes the exact id
         raise StoreError(f"no sweep with id {sweep_id!r}")
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(out_dir)
 
     cells = read.read_cells(conn, sweep_id)
     cell_ids = cells.get_column("cell_id").to_list()
