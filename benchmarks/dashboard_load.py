@@ -180,6 +180,7 @@ def page_paths(url: str, ids: dict) -> dict[str, Callable[[], object]]:
     """Per page, a function doing what the page does between its widgets: load and shape."""
     sys.path.insert(0, str(DASHBOARD))
     import charts
+    import finding_views
     import loaders as data
     import polars as pl
     import views
@@ -195,6 +196,13 @@ def page_paths(url: str, ids: dict) -> dict[str, Callable[[], object]]:
     def scope_ids() -> tuple[str, ...]:
         members = data.memberships(url)
         return tuple(sorted(members.filter(pl.col("sweep_id") == ids["sweep_id"])["cell_id"].to_list()))
+
+    def findings():
+        data.sweeps(url), data.cells(url)
+        result = data.analyse(url, scope_ids(), "oracle")
+        found = data.findings(url, scope_ids(), "oracle")
+        sections = finding_views.finding_sections(list(found.findings), found.cells, ids["sweep_id"])
+        return sections, finding_views.verifier_table(result.report.verifiers, data.cells(url)), sweeps()
 
     def frontiers():
         data.sweeps(url), data.cells(url)
@@ -231,9 +239,13 @@ def page_paths(url: str, ids: dict) -> dict[str, Callable[[], object]]:
         data.sweeps(url)
         cells = data.cells(url).filter(pl.col("cell_id").is_in(list(scope_ids())))
         runs = data.cell_runs(url, tuple(cells["cell_id"].to_list()))
-        return views.audit_counts(cells, runs), views.cell_timings(cells, runs)
+        quality = finding_views.verifier_table(data.verifier_quality(url, tuple(cells["cell_id"].to_list())), data.cells(url))
+        return views.audit_counts(cells, runs), views.cell_timings(cells, runs), quality
 
-    return {"sweeps": sweeps, "frontiers": frontiers, "compute_optimal": compute_optimal, "problems": problems, "audit": audit}
+    return {
+        "findings": findings, "sweeps": sweeps, "frontiers": frontiers, "compute_optimal": compute_optimal,
+        "problems": problems, "audit": audit,
+    }  # fmt: skip
 
 
 def clear_caches() -> None:
@@ -268,7 +280,8 @@ def measure_data(url: str, ids: dict, repeat: int) -> dict:
 
 # page → (URL path, title, charts it draws, the element it draws last)
 BROWSER_PAGES = {
-    "sweeps": ("", "Sweeps", 0, ("heading", "Cells run outside sweeps")),
+    "findings": ("", "Findings", 0, ("link", "All sweeps and their cells")),
+    "sweeps": ("sweeps", "Sweeps", 0, ("heading", "Cells run outside sweeps")),
     "frontiers": ("frontiers", "Frontiers", 5, ("heading", "Small model with search vs large model")),
     "compute_optimal": ("compute_optimal", "Compute-optimal strategy per difficulty", 2, ("heading", "Difficulty bins")),
     "problems": ("problems", "Problem explorer", 1, ("text", "Selected path")),
@@ -430,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
 
 Data path = the page's loaders, views and chart builders, in the benchmark's process. Browser =
 a real `ttscale dashboard` in headless Chromium, from navigation until the page has drawn its last
-element and every chart (cold: the first visit after the server started, a fresh server per run). Frontiers and compute-optimal share one cached analysis (`data.analyse`) of all
+element and every chart (cold: the first visit after the server started, a fresh server per run). Findings, frontiers and compute-optimal share one cached analysis (`data.analyse`) of all
 {ids["n_candidates"]:,} candidates, so whichever is opened first pays for it.
 """
     c.record(text)

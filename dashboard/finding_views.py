@@ -71,7 +71,9 @@ VERIFIER_CAPTION = (
     "0.5 = no signal, 1 = perfect. AUC within problems: the same among one problem's candidates, averaged over the "
     "problems that have both right and wrong ones — what selection by score sees. Tied pairs: the share of a problem's "
     "candidate pairs with equal scores (1 = the verifier cannot rank anything). Flat: AUC within "
-    f"{FLAT_AUC} of 0.5 — weighted selection is then close to majority voting and naive selection close to a random pick."
+    f"{FLAT_AUC} of 0.5 — weighted selection is then close to majority voting and naive selection close to a random pick. "
+    "Below chance: wrong candidates tend to score higher than right ones. No signal to measure: the cell's candidates "
+    "are all right or all wrong."
 )
 
 
@@ -102,8 +104,11 @@ class FindingView:
     links: tuple[Link, ...]
 
 
-def finding_sentence(finding: Finding) -> str:
-    """The finding's sentence, prefixed with the model and dataset it is about."""
+def finding_sentence(finding: Finding, *, about: bool = True) -> str:
+    """The finding's sentence, prefixed with the model and dataset it is about (unless not
+    `about`: when every finding is about the same ones, the headline has named them)."""
+    if not about:
+        return finding.text
     if finding.kind == "small_vs_large" and finding.dataset:
         return f"{finding.dataset}: {finding.text}"
     if finding.model and finding.dataset:
@@ -141,12 +146,15 @@ def finding_links(finding: Finding, cells: pl.DataFrame, scope: str) -> tuple[Li
 
 def finding_sections(findings: list[Finding], cells: pl.DataFrame, scope: str) -> list[tuple[str, str, list[FindingView]]]:
     """(key, title, findings) for every section of `SECTIONS`, in reading order (empty ones
-    included, so a page can say what is missing; `other` only when it holds something)."""
+    included, so a page can say what is missing; `other` only when it holds something).
+    Sentences name their model and dataset only when the findings are about several."""
     known = {key for key, _ in SECTIONS}
     grouped: dict[str, list[FindingView]] = {key: [] for key, _ in SECTIONS}
+    about = len({(f.model, f.dataset) for f in findings if f.model or f.dataset}) > 1
     for f in findings:
         key = SECTION_OF.get(f.kind, f.kind)
-        grouped[key if key in known else "other"].append(FindingView(f.kind, finding_sentence(f), finding_links(f, cells, scope)))
+        view = FindingView(f.kind, finding_sentence(f, about=about), finding_links(f, cells, scope))
+        grouped[key if key in known else "other"].append(view)
     return [(key, title, grouped[key]) for key, title in SECTIONS if key != "other" or grouped["other"]]
 
 
@@ -156,16 +164,17 @@ def headline_links(scope: str) -> tuple[Link, ...]:
 
 
 def verifier_flag() -> pl.Expr:
-    """`flat`, `below chance` or empty, from a frame's `auc`; `no signal to measure` where the
-    cell's candidates are all right or all wrong."""
+    """`flat (AUC ≈ 0.5)`, `below chance` or empty, from a frame's `auc`; `no signal to
+    measure` where the cell's candidates are all right or all wrong (`VERIFIER_CAPTION` says
+    what each means)."""
     auc = pl.col("auc")
     return (
         pl.when(auc.is_null())
-        .then(pl.lit("no signal to measure (all right or all wrong)"))
+        .then(pl.lit("no signal to measure"))
         .when((auc - 0.5).abs() < FLAT_AUC)
-        .then(pl.lit("flat: scores do not rank candidates"))
+        .then(pl.lit("flat (AUC ≈ 0.5)"))
         .when(auc < 0.5)
-        .then(pl.lit("below chance: wrong candidates score higher"))
+        .then(pl.lit("below chance"))
         .otherwise(pl.lit(""))
     )
 
@@ -179,10 +188,10 @@ def verifier_table(verifiers: pl.DataFrame, cells: pl.DataFrame) -> pl.DataFrame
         verifiers.join(about, on="cell_id", how="left")
         .with_columns(verifier_flag().alias("flag"))
         .select(
-            "model", "strategy", "n", "verifier", "aggregation", pl.col("n_candidates").alias("candidates"),
-            pl.col("n_correct").alias("correct"), pl.col("auc").alias("AUC"), pl.col("auc_within").alias("AUC within problems"),
-            pl.col("n_problems_mixed").alias("problems with both"), pl.col("tied_pairs").alias("tied pairs"), "flag",
-            "dataset", "seed", "cell_id",
+            "model", "strategy", "n", "verifier", "aggregation", pl.col("auc").alias("AUC"),
+            pl.col("auc_within").alias("AUC within problems"), pl.col("tied_pairs").alias("tied pairs"), "flag",
+            pl.col("n_candidates").alias("candidates"), pl.col("n_correct").alias("correct"),
+            pl.col("n_problems_mixed").alias("problems with both"), "dataset", "seed", "cell_id",
         )  # fmt: skip
         .sort("model", "strategy", "n", "seed")
     )

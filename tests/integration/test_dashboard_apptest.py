@@ -169,7 +169,6 @@ def test_the_dashboard_opens_on_the_findings(monkeypatch, sweep_store):
 def test_findings_page_leads_with_the_headline_and_links_every_finding(monkeypatch, sweep_store, stored):
     sweep_id = stored["sweep"]["sweep_id"]
     at = run_page(monkeypatch, sweep_store, "findings", {"sweep": sweep_id})
-    fv = dashboard_module("finding_views")
     report = expected_report(sweep_store, stored["sweep_cells"]["cell_id"].to_list())
     headline = analysis_findings.headline(report)
     found = analysis_findings.findings(report)
@@ -182,7 +181,7 @@ def test_findings_page_leads_with_the_headline_and_links_every_finding(monkeypat
     kinds = {f.kind for f in found}
     assert {"best", "compute_optimal", "verifier", "verifier_quality"} <= kinds
     for finding in found:
-        sentence = fv.finding_sentence(finding)
+        sentence = finding.text  # one model and dataset, named by the headline: not repeated
         assert sentence in sentences, sentence
         links = dict(blocks[sentences.index(sentence)][1])
         assert links[finding.page]["sweep"] == sweep_id, finding.kind  # the page with the numbers behind it
@@ -193,7 +192,7 @@ def test_findings_page_leads_with_the_headline_and_links_every_finding(monkeypat
     # the verifier-vs-majority finding links to the candidates behind it: the generating cell of
     # its strategy, at its budget, highlighting its selection method
     verifier = next(f for f in found if f.kind == "verifier")
-    links = dict(blocks[sentences.index(fv.finding_sentence(verifier))][1])
+    links = dict(blocks[sentences.index(verifier.text)][1])
     explorer = links["problems"]
     config, _, method = verifier.option.rpartition(":")
     cell = stored["sweep_cells"].filter(

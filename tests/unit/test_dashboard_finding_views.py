@@ -47,11 +47,15 @@ def test_sections_come_in_reading_order_with_verifier_quality_beside_the_verifie
     assert all(not items and fv.EMPTY[key] for key, _, items in empty)
 
 
-def test_sentences_name_the_model_and_dataset_they_are_about():
-    views = {item.kind: item for _, _, items in fv.finding_sections(FINDINGS, CELLS, "s") for item in items}
-    assert views["best"].text == "1b on math500: Best strategy at each budget — n=4: beam_search:naive 40.0% [30.0, 50.0]."
-    assert views["small_vs_large"].text == "math500: 1b with best_of_n:majority at n=16 beats 8b."
-    assert views["verifier_quality"].text == FINDINGS[5].text
+def test_sentences_name_the_model_and_dataset_only_when_there_are_several():
+    one = {item.kind: item.text for _, _, items in fv.finding_sections(FINDINGS, CELLS, "s") for item in items}
+    assert one["best"] == FINDINGS[3].text  # the headline names the one model and dataset
+    large = Finding("best", "Best strategy at each budget — n=16: best_of_n:majority 60.0% [50.0, 70.0].", "frontiers", "8b", "math500")
+    several = {(item.kind, item.text) for _, _, items in fv.finding_sections([*FINDINGS, large], CELLS, "s") for item in items}
+    assert ("best", "1b on math500: Best strategy at each budget — n=4: beam_search:naive 40.0% [30.0, 50.0].") in several
+    assert ("best", f"8b on math500: {large.text}") in several
+    assert ("small_vs_large", "math500: 1b with best_of_n:majority at n=16 beats 8b.") in several
+    assert ("verifier_quality", FINDINGS[5].text) in several
 
 
 def test_each_finding_links_to_its_page_and_to_the_candidates_behind_it():
