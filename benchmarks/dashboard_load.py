@@ -90,6 +90,9 @@ def build_store(url: str, size: str) -> dict:
         runs = sweep.runs.with_columns(
             pl.lit(DATASET).alias("dataset"),
             pl.lit(1).alias("n_policy_calls"),
+            # a synthetic sweep has no prefix cache: every prompt token is computed
+            pl.col("n_prompt_tokens").alias("n_prompt_tokens_computed"),
+            pl.col("policy_flops").alias("policy_flops_computed"),
             pl.lit(n).alias("n_candidates"),
             pl.when(pl.col("cell_id") == beam_cell).then(n_nodes).otherwise(0).alias("n_nodes"),
             pl.lit(now).alias("written_at"),
@@ -102,6 +105,7 @@ def build_store(url: str, size: str) -> dict:
             pl.when(pl.col("answer").is_null()).then(None).otherwise(pl.lit("boxed")).alias("answer_method"),
             pl.format("[{}]", pl.col("score").fill_null(0.0)).alias("step_scores"),
             pl.lit("eos").alias("finish_reason"),
+            pl.col("policy_flops").alias("policy_flops_computed"),
             pl.when(pl.col("cell_id") == beam_cell).then(pl.col("idx") + leaf_base).otherwise(pl.col("idx")).alias("leaf_node"),
         ).select([c.name for c in schema.candidates.columns])  # fmt: skip
         for chunk in candidates.iter_slices(200_000):
@@ -162,6 +166,7 @@ def _tree(cell_id: str, problem_ids: list[str], levels: list[int]):
             "kind": "step",
             "text": "## Step\nsynthetic step\n\n",
             "n_prompt_tokens": 120,
+            "n_cached_prompt_tokens": 0,
             "n_generated_tokens": 20,
             "n_lookahead_tokens": 0,
             "scores": [f"[{s:.4f}]" for s in scores],
