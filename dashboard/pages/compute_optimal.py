@@ -54,7 +54,8 @@ st.dataframe(
 )
 if budget == "generations n":
     for (model, dataset), group in frontier.group_by("model", "dataset", maintain_order=True):
-        st.text(f"{model} · {dataset}: accuracy of the per-bin choice; colour = gain over the best single strategy")
+        title = f"{model} · {dataset}: accuracy of the per-bin choice; colour = gain over the best single strategy"
+        st.text(title)  # names from the store: plain text
         st.altair_chart(charts.gain_heatmap(group), key=f"heat_{model}_{dataset}")
 
 st.subheader("Difficulty bins")
