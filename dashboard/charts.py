@@ -173,8 +173,8 @@ def gain_heatmap(frontier: pl.DataFrame, *, width: int = 420, height: int = 220)
     """Per difficulty bin × budget: gain of the per-bin choice over the best single strategy
     (its 95% interval in the tooltip)."""
     data = frontier.filter(pl.col("bin") != "all").select(
-        "model", "dataset", "bin", pl.col("budget").cast(pl.String).alias("budget"), "gain", "gain_ci_low", "gain_ci_high", "optimal_accuracy",
-        "single_accuracy", pl.coalesce("optimal_chosen_on_0", "optimal_chosen_on_1").alias("chosen"),
+        "model", "dataset", "bin", pl.col("budget").cast(pl.String).alias("budget"), "gain", "gain_ci_low", "gain_ci_high",
+        "optimal_accuracy", "single_accuracy", pl.coalesce("optimal_chosen_on_0", "optimal_chosen_on_1").alias("chosen"),
     )  # fmt: skip
     order = [str(b) for b in sorted(set(frontier.filter(pl.col("bin") != "all")["budget"].to_list()))]
     base = alt.Chart(data).encode(

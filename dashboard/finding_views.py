@@ -163,6 +163,11 @@ def headline_links(scope: str) -> tuple[Link, ...]:
     return (Link("frontiers", PAGE_LABELS["frontiers"], query), Link("compute_optimal", PAGE_LABELS["compute_optimal"], query))
 
 
+def sweep_links(scope: str) -> tuple[Link, ...]:
+    """Below the findings: the list of every sweep, and the audit of this one."""
+    return (Link("sweeps", PAGE_LABELS["sweeps"], {}), Link("audit", "Audit: spec, timings, export", {"sweep": scope}))
+
+
 def verifier_flag() -> pl.Expr:
     """`flat (AUC ≈ 0.5)`, `below chance` or empty, from a frame's `auc`; `no signal to
     measure` where the cell's candidates are all right or all wrong (`VERIFIER_CAPTION` says

@@ -34,7 +34,9 @@ bins = right.selectbox(
     help="oracle: quantiles of the base model's pass@1; predicted: of the verifier's mean score; level: the dataset's levels",
     key="findings_bins",
 )
-result = widgets.analysed(url, scope, bins, empty="No candidates stored for these cells yet: the findings appear once the first shard is written.")
+result = widgets.analysed(
+    url, scope, bins, empty="No candidates stored for these cells yet: the findings appear once the first shard is written."
+)
 found = loaders.findings(url, scope.cell_ids, bins)
 report = result.report
 
@@ -46,7 +48,7 @@ with st.container(border=True, key="headline"):
     st.text(found.headline or "No option has verdicts at any budget yet.")
     draw_links(finding_views.headline_links(scope.key))
 st.caption(
-    f"{report.settings['n_cells']} cells · {result.n_candidates:,} candidates · accuracy over the problems with 95% "
+    f"{report.settings['n_cells']} cell{'s' if report.settings['n_cells'] != 1 else ''} · {result.n_candidates:,} candidates · accuracy over the problems with 95% "
     f"intervals (Wilson over problems); difficulty bins: {bins} (1 = easiest); choosing per bin is cross-fitted on two halves "
     "of the problems. Subsets of n: first n candidates (as the reference); FLOPs charged as the reference counts them — "
     "change either on the Frontiers page."
@@ -80,5 +82,5 @@ if scope.sweep is not None:
         key="findings_sweep",
     )
 else:
-    st.caption(f"{len(scope.cell_ids)} cells, not one sweep.")
-draw_links((finding_views.Link("sweeps", finding_views.PAGE_LABELS["sweeps"], {}), finding_views.Link("audit", "Audit: spec, timings, export", {"sweep": scope.key})))
+    st.caption(f"{len(scope.cell_ids)} cell{'s' if len(scope.cell_ids) != 1 else ''}, not one sweep.")
+draw_links(finding_views.sweep_links(scope.key))

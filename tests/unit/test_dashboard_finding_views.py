@@ -82,7 +82,8 @@ def test_link_labels_never_carry_text_from_the_store():
     links = fv.finding_links(finding, cells, "s")
     assert len(links) == 2
     assert all(hostile not in link.label and "*" not in link.label for link in links)
-    assert all(hostile not in link.label for link in fv.headline_links("s"))
+    assert all(hostile not in link.label for link in fv.headline_links("s") + fv.sweep_links("s"))
+    assert [link.page for link in fv.sweep_links("s")] == ["sweeps", "audit"]
 
 
 def _quality(aucs: list[float | None]) -> pl.DataFrame:
