@@ -90,6 +90,9 @@ def build_store(url: str, size: str) -> dict:
         runs = sweep.runs.with_columns(
             pl.lit(DATASET).alias("dataset"),
             pl.lit(1).alias("n_policy_calls"),
+            # a synthetic sweep has no prefix cache: every prompt token is computed
+            pl.col("n_prompt_tokens").alias("n_prompt_tokens_computed"),
+            pl.col("policy_flops").alias("policy_flops_computed"),
             pl.lit(n).alias("n_candidates"),
             pl.when(pl.col("cell_id") == beam_cell).then(n_nodes).otherwise(0).alias("n_nodes"),
             pl.lit(now).alias("written_at"),
@@ -102,6 +105,7 @@ def build_store(url: str, size: str) -> dict:
             pl.when(pl.col("answer").is_null()).then(None).otherwise(pl.lit("boxed")).alias("answer_method"),
             pl.format("[{}]", pl.col("score").fill_null(0.0)).alias("step_scores"),
             pl.lit("eos").alias("finish_reason"),
+            pl.col("policy_flops").alias("policy_flops_computed"),
             pl.when(pl.col("cell_id") == beam_cell).then(pl.col("idx") + leaf_base).otherwise(pl.col("idx")).alias("leaf_node"),
         ).select([c.name for c in schema.candidates.columns])  # fmt: skip
         for chunk in candidates.iter_slices(200_000):
@@ -162,6 +166,7 @@ def _tree(cell_id: str, problem_ids: list[str], levels: list[int]):
             "kind": "step",
             "text": "## Step\nsynthetic step\n\n",
             "n_prompt_tokens": 120,
+            "n_cached_prompt_tokens": 0,
             "n_generated_tokens": 20,
             "n_lookahead_tokens": 0,
             "scores": [f"[{s:.4f}]" for s in scores],
@@ -180,6 +185,7 @@ def page_paths(url: str, ids: dict) -> dict[str, Callable[[], object]]:
     """Per page, a function doing what the page does between its widgets: load and shape."""
     sys.path.insert(0, str(DASHBOARD))
     import charts
+    import finding_views
     import loaders as data
     import polars as pl
     import views
@@ -195,6 +201,13 @@ def page_paths(url: str, ids: dict) -> dict[str, Callable[[], object]]:
     def scope_ids() -> tuple[str, ...]:
         members = data.memberships(url)
         return tuple(sorted(members.filter(pl.col("sweep_id") == ids["sweep_id"])["cell_id"].to_list()))
+
+    def findings():
+        data.sweeps(url), data.cells(url)
+        result = data.analyse(url, scope_ids(), "oracle")
+        found = data.findings(url, scope_ids(), "oracle")
+        sections = finding_views.finding_sections(list(found.findings), found.cells, ids["sweep_id"])
+        return sections, finding_views.verifier_table(result.report.verifiers, data.cells(url)), sweeps()
 
     def frontiers():
         data.sweeps(url), data.cells(url)
@@ -231,9 +244,13 @@ def page_paths(url: str, ids: dict) -> dict[str, Callable[[], object]]:
         data.sweeps(url)
         cells = data.cells(url).filter(pl.col("cell_id").is_in(list(scope_ids())))
         runs = data.cell_runs(url, tuple(cells["cell_id"].to_list()))
-        return views.audit_counts(cells, runs), views.cell_timings(cells, runs)
+        quality = finding_views.verifier_table(data.verifier_quality(url, tuple(cells["cell_id"].to_list())), data.cells(url))
+        return views.audit_counts(cells, runs), views.cell_timings(cells, runs), quality
 
-    return {"sweeps": sweeps, "frontiers": frontiers, "compute_optimal": compute_optimal, "problems": problems, "audit": audit}
+    return {
+        "findings": findings, "sweeps": sweeps, "frontiers": frontiers, "compute_optimal": compute_optimal,
+        "problems": problems, "audit": audit,
+    }  # fmt: skip
 
 
 def clear_caches() -> None:
@@ -268,7 +285,8 @@ def measure_data(url: str, ids: dict, repeat: int) -> dict:
 
 # page → (URL path, title, charts it draws, the element it draws last)
 BROWSER_PAGES = {
-    "sweeps": ("", "Sweeps", 0, ("heading", "Cells run outside sweeps")),
+    "findings": ("", "Findings", 0, ("link", "All sweeps and their cells")),
+    "sweeps": ("sweeps", "Sweeps", 0, ("heading", "Cells run outside sweeps")),
     "frontiers": ("frontiers", "Frontiers", 5, ("heading", "Small model with search vs large model")),
     "compute_optimal": ("compute_optimal", "Compute-optimal strategy per difficulty", 2, ("heading", "Difficulty bins")),
     "problems": ("problems", "Problem explorer", 1, ("text", "Selected path")),
@@ -430,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
 
 Data path = the page's loaders, views and chart builders, in the benchmark's process. Browser =
 a real `ttscale dashboard` in headless Chromium, from navigation until the page has drawn its last
-element and every chart (cold: the first visit after the server started, a fresh server per run). Frontiers and compute-optimal share one cached analysis (`data.analyse`) of all
+element and every chart (cold: the first visit after the server started, a fresh server per run). Findings, frontiers and compute-optimal share one cached analysis (`data.analyse`) of all
 {ids["n_candidates"]:,} candidates, so whichever is opened first pays for it.
 """
     c.record(text)

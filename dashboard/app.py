@@ -16,7 +16,8 @@ from ttscale.redaction import store_label
 st.set_page_config(page_title="ttscale", page_icon=":material/show_chart:", layout="wide")
 
 PAGES = [
-    st.Page("pages/sweeps.py", title="Sweeps", icon=":material/list_alt:", default=True),
+    st.Page("pages/findings.py", title="Findings", icon=":material/lightbulb:", default=True),
+    st.Page("pages/sweeps.py", title="Sweeps", icon=":material/list_alt:"),
     st.Page("pages/frontiers.py", title="Frontiers", icon=":material/show_chart:"),
     st.Page("pages/compute_optimal.py", title="Compute-optimal", icon=":material/target:"),
     st.Page("pages/problems.py", title="Problem explorer", icon=":material/account_tree:"),

@@ -170,10 +170,11 @@ def model_comparison(models: pl.DataFrame, comparison: pl.DataFrame, dataset: st
 
 
 def gain_heatmap(frontier: pl.DataFrame, *, width: int = 420, height: int = 220) -> alt.Chart:
-    """Per difficulty bin × budget: gain of the per-bin choice over the best single strategy."""
+    """Per difficulty bin × budget: gain of the per-bin choice over the best single strategy
+    (its 95% interval in the tooltip)."""
     data = frontier.filter(pl.col("bin") != "all").select(
-        "model", "dataset", "bin", pl.col("budget").cast(pl.String).alias("budget"), "gain", "optimal_accuracy",
-        "single_accuracy", pl.coalesce("optimal_chosen_on_0", "optimal_chosen_on_1").alias("chosen"),
+        "model", "dataset", "bin", pl.col("budget").cast(pl.String).alias("budget"), "gain", "gain_ci_low", "gain_ci_high",
+        "optimal_accuracy", "single_accuracy", pl.coalesce("optimal_chosen_on_0", "optimal_chosen_on_1").alias("chosen"),
     )  # fmt: skip
     order = [str(b) for b in sorted(set(frontier.filter(pl.col("bin") != "all")["budget"].to_list()))]
     base = alt.Chart(data).encode(
@@ -183,7 +184,9 @@ def gain_heatmap(frontier: pl.DataFrame, *, width: int = 420, height: int = 220)
     cells = base.mark_rect().encode(
         color=alt.Color("gain:Q", scale=alt.Scale(scheme="redblue", domainMid=0), legend=alt.Legend(format="+.0%")),
         tooltip=["model:N", "bin:O", "budget:O", "chosen:N", alt.Tooltip("optimal_accuracy:Q", format=".1%"),
-                 alt.Tooltip("single_accuracy:Q", format=".1%"), alt.Tooltip("gain:Q", format="+.1%")],
+                 alt.Tooltip("single_accuracy:Q", format=".1%"), alt.Tooltip("gain:Q", format="+.1%"),
+                 alt.Tooltip("gain_ci_low:Q", format="+.1%", title="gain 95% CI low"),
+                 alt.Tooltip("gain_ci_high:Q", format="+.1%", title="gain 95% CI high")],
     )  # fmt: skip
     labels = base.mark_text(fontSize=10).encode(text=alt.Text("optimal_accuracy:Q", format=".0%"))
     return alt.layer(cells, labels).properties(width=width, height=height)

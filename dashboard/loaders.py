@@ -21,7 +21,10 @@ import streamlit as st
 
 from ttscale import analysis, results, store
 from ttscale.analysis import agreement as analysis_agreement
+from ttscale.analysis import findings as analysis_findings
 from ttscale.analysis.bin_accuracy import bin_accuracy
+from ttscale.analysis.cells import describe_cells
+from ttscale.analysis.verifier_quality import verifier_quality as analysis_verifier_quality
 from ttscale.settings import Settings
 from ttscale.store import export as store_export
 
@@ -116,6 +119,53 @@ def _analyse(url: str, cell_ids: tuple[str, ...], bins: str, mode: str, flops: s
         return None
     report = results.report(stored, mode=mode, bins=bins, flops=flops)
     return Analysis(report, bin_accuracy(report.points, report.problem_bins), stored.candidates.height)
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What the findings page shows, from the same analysis the other pages draw."""
+
+    headline: str
+    """`analysis.findings.headline`: which strategy to use at which budget and difficulty."""
+    findings: tuple[analysis_findings.Finding, ...]
+    """`analysis.findings.findings`, in reading order."""
+    cells: pl.DataFrame
+    """`analysis.describe_cells` of the cells the report was built from (their configuration
+    labels are the options' names): to find the cell behind a finding."""
+
+
+def findings(url: str, cell_ids: tuple[str, ...], bins: str = "oracle", mode: str = "prefix", flops: str = "charged") -> Findings | None:
+    """The headline and findings of `analyse(url, cell_ids, ...)`; None when there are no
+    candidates yet."""
+    ids = tuple(sorted(cell_ids))
+    return _findings(url, ids, bins, mode, flops, stamp(url, ids))
+
+
+@st.cache_data(ttl=RESULT_TTL_S, show_spinner="Reading the findings…")
+def _findings(url: str, cell_ids: tuple[str, ...], bins: str, mode: str, flops: str, version: str) -> Findings | None:
+    result = _analyse(url, cell_ids, bins, mode, flops, version)
+    if result is None:
+        return None
+    listed = cells(url)
+    chosen = listed.filter(pl.col("cell_id").is_in(list(cell_ids)))
+    ids = set(cell_ids) | set(chosen["source_cell_id"].drop_nulls().to_list())
+    generating = listed.filter(pl.col("cell_id").is_in(sorted(ids)) & pl.col("source_cell_id").is_null())  # as results.report
+    report = result.report
+    return Findings(analysis_findings.headline(report), tuple(analysis_findings.findings(report)), describe_cells(generating))
+
+
+def verifier_quality(url: str, cell_ids: tuple[str, ...]) -> pl.DataFrame:
+    """`analysis.verifier_quality` of the cells (and the cells they reuse generations from):
+    one row per generating cell with a verifier, without the rest of the analysis."""
+    ids = tuple(sorted(cell_ids))
+    return _verifier_quality(url, ids, stamp(url, ids))
+
+
+@st.cache_data(ttl=RESULT_TTL_S, show_spinner=False)
+def _verifier_quality(url: str, cell_ids: tuple[str, ...], version: str) -> pl.DataFrame:
+    with store.connect(engine(url)) as conn:
+        stored = results.load(conn, cell_ids)
+    return analysis_verifier_quality(stored.generating, stored.candidates)
 
 
 # ---- one cell, one problem ----------------------------------------------------------------------

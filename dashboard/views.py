@@ -282,7 +282,8 @@ def optimal_captions(frontier: pl.DataFrame) -> list[str]:
         r = best.row(0, named=True)
         if r["gain"] > 0:
             out.append(
-                f"{model} on {dataset}: choosing the strategy per difficulty bin gains {100 * r['gain']:+.1f} points "
+                f"{model} on {dataset}: choosing the strategy per difficulty bin gains {100 * r['gain']:+.1f} points"
+                f"{ci_text(r.get('gain_ci_low'), r.get('gain_ci_high'), signed=True, prefix=' ')} "
                 f"over the best single strategy at n={r['budget']} ({pct(r['optimal_accuracy'])} vs {pct(r['single_accuracy'])}, "
                 "each chosen on one half of the problems and scored on the other)."
             )
@@ -294,9 +295,29 @@ def optimal_captions(frontier: pl.DataFrame) -> list[str]:
     return out
 
 
+def ci_text(low: float | None, high: float | None, *, signed: bool = False, prefix: str = "") -> str:
+    """A 95% interval of a share as `[7.1, 59.1]` (percent) or, `signed`, `[-6.2, +32.8]`
+    (points); empty when unknown. `prefix` goes before it when there is one."""
+    if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
+        return ""
+    fmt = "+.1f" if signed else ".1f"
+    return f"{prefix}[{100 * low:{fmt}}, {100 * high:{fmt}}]"
+
+
+def _ci_column(frame: pl.DataFrame, stem: str, *, signed: bool = False) -> pl.Expr:
+    """`ci_text` of `<stem>_ci_low/high` as a string column (`–` where the frame has none)."""
+    low, high = f"{stem}_ci_low", f"{stem}_ci_high"
+    if low not in frame.columns or high not in frame.columns:
+        return pl.lit("–")
+    return pl.struct(low, high).map_elements(
+        lambda r: ci_text(r[low], r[high], signed=signed) or "–", return_dtype=pl.String
+    )
+
+
 def optimal_table(frontier: pl.DataFrame, budget_label: str = "n") -> pl.DataFrame:
     """`compute_optimal` as the page shows it: per bin and budget, the strategy chosen (on each
-    fold) and its accuracy against the best single strategy's."""
+    fold) and its accuracy against the best single strategy's, each with its 95% interval
+    (Wilson over the problems; the gain's is the paired t-interval), in percent / points."""
 
     def chosen(prefix: str) -> pl.Expr:
         a, b = pl.col(f"{prefix}_chosen_on_0"), pl.col(f"{prefix}_chosen_on_1")
@@ -316,9 +337,12 @@ def optimal_table(frontier: pl.DataFrame, budget_label: str = "n") -> pl.DataFra
         pl.col("n_problems").alias("problems"),
         chosen("optimal").alias("best strategy (fold 0 | fold 1)"),
         pl.col("optimal_accuracy").alias("best accuracy"),
+        _ci_column(frontier, "optimal").alias("best 95% CI (%)"),
         chosen("single").alias("best single strategy"),
         pl.col("single_accuracy").alias("single accuracy"),
-        pl.col("gain"),
+        _ci_column(frontier, "single").alias("single 95% CI (%)"),
+        (100 * pl.col("gain")).alias("gain (points)"),
+        _ci_column(frontier, "gain", signed=True).alias("gain 95% CI (points)"),
         pl.col("optimal_flops").alias("FLOPs/problem"),
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import finding_views
 import loaders
 import polars as pl
 import streamlit as st
@@ -155,3 +156,26 @@ def analysis_options(*, key: str) -> tuple[str, list[str], str, str]:
         key=f"{key}_flops",
     )
     return bins, methods, mode, flops
+
+
+def verifier_quality(table: pl.DataFrame, *, key: str) -> None:
+    """`finding_views.verifier_table` rows: a warning when some verifier is flat, the table, and
+    what the columns mean."""
+    if table.height == 0:
+        st.caption(finding_views.EMPTY["verifier"])
+        return
+    warning = finding_views.verifier_warning(table)
+    if warning:
+        st.warning(warning, icon=":material/warning:")
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "AUC": st.column_config.NumberColumn(format="%.2f"),
+            "AUC within problems": st.column_config.NumberColumn(format="%.2f"),
+            "tied pairs": st.column_config.NumberColumn(format="percent"),
+        },
+        key=key,
+    )
+    st.caption(finding_views.VERIFIER_CAPTION)

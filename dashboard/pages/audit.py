@@ -1,10 +1,12 @@
-"""Audit: a sweep's (or a cell's) full spec, spec hash, code version, timings, counts, links to
-its Prefect flow run and MLflow run, and the export as parquet or CSV."""
+"""Audit: a sweep's (or a cell's) full spec, spec hash, code version, timings, counts, how well
+each cell's verifier separates right from wrong candidates, links to its Prefect flow run and
+MLflow run, and the export as parquet or CSV."""
 
 from __future__ import annotations
 
 import json
 
+import finding_views
 import loaders
 import links
 import polars as pl
@@ -81,6 +83,10 @@ st.dataframe(
     column_config={"policy FLOPs": st.column_config.NumberColumn(format="scientific")},
     key="audit_cells",
 )
+
+st.markdown("**Verifier quality**")
+quality = loaders.verifier_quality(url, tuple(cells["cell_id"].to_list()))
+widgets.verifier_quality(finding_views.verifier_table(quality, loaders.cells(url)), key="audit_verifiers")
 
 summary, differ = loaders.agreement(url, tuple(cells["cell_id"].to_list()))
 if summary.height:

@@ -1,6 +1,6 @@
 """Compute-optimal table: per difficulty bin and budget, the best strategy and its accuracy
 against the best single strategy (two-fold: chosen on one half of the problems, scored on
-the other)."""
+the other), each with its 95% interval, and the gain with its interval."""
 
 from __future__ import annotations
 
@@ -29,11 +29,12 @@ if frontier.height == 0:
     st.stop()
 
 for sentence in views.optimal_captions(report.frontier):
-    st.markdown(f"- {sentence}")
+    st.text(sentence)  # model and dataset names from the store: plain text, never Markdown
 st.caption(
     "The best strategy is chosen per bin and budget on one half of the problems and scored on the other "
     "(both halves pooled); the best single strategy is one choice for all bins, made the same way. "
-    "When the halves chose differently both are shown (fold 0 | fold 1)."
+    "When the halves chose differently both are shown (fold 0 | fold 1). Intervals are 95%: Wilson over the "
+    "problems for the accuracies, the paired t-interval of the per-problem differences for the gain (in points)."
 )
 label = "n" if budget == "generations n" else "FLOPs/problem"
 table = views.optimal_table(frontier, label)
@@ -45,7 +46,7 @@ st.dataframe(
     column_config={
         "best accuracy": pct,
         "single accuracy": pct,
-        "gain": st.column_config.NumberColumn(format="percent"),
+        "gain (points)": st.column_config.NumberColumn(format="%+.1f"),
         "FLOPs/problem": st.column_config.NumberColumn(format="scientific"),
         **({label: st.column_config.NumberColumn(format="scientific")} if label != "n" else {}),
     },
@@ -53,7 +54,8 @@ st.dataframe(
 )
 if budget == "generations n":
     for (model, dataset), group in frontier.group_by("model", "dataset", maintain_order=True):
-        st.markdown(f"**{model} · {dataset}**: accuracy of the per-bin choice; colour = gain over the best single strategy")
+        title = f"{model} · {dataset}: accuracy of the per-bin choice; colour = gain over the best single strategy"
+        st.text(title)  # names from the store: plain text
         st.altair_chart(charts.gain_heatmap(group), key=f"heat_{model}_{dataset}")
 
 st.subheader("Difficulty bins")

@@ -29,7 +29,7 @@ st.caption(
     "else the bootstrap's percentile interval (choose bootstrap above when a sweep has one seed)."
 )
 for sentence in views.frontier_captions(lines, methods):
-    st.markdown(f"- {sentence}")
+    st.text(sentence)
 
 st.subheader("Accuracy vs generation budget")
 if lines.height == 0:
@@ -62,7 +62,7 @@ if report.frontier.height == 0:
     st.info("The compute-optimal curve needs at least one budget with verdicts.")
 else:
     for sentence in views.optimal_captions(report.frontier):
-        st.markdown(f"- {sentence}")
+        st.text(sentence)
     st.altair_chart(charts.compute_optimal_curve(report.frontier), key="chart_optimal")
     st.page_link("pages/compute_optimal.py", label="Per-bin table", icon=":material/target:", query_params={"sweep": scope.key})
 
@@ -75,6 +75,6 @@ if n_models < 2:
     )
 else:
     for sentence in views.comparison_captions(report.comparison):
-        st.markdown(f"- {sentence}")
+        st.text(sentence)
     for dataset in sorted(set(report.models["dataset"].to_list())):
         st.altair_chart(charts.model_comparison(report.models, report.comparison, dataset), key=f"chart_models_{dataset}")

@@ -54,13 +54,22 @@ n_max = int(view.candidates.height)
 # The first n candidates of a beam search are not a beam search at n: only its own N is shown.
 options = as_cell(cell["spec"]).judged_budgets(n_max) if n_max else [1]
 c1, c2 = st.columns(2)
+# `?n=` and `?method=` (links from the findings page) preselect the budget and the selection method.
+wanted_n = st.query_params.get("n")
 if len(options) > 1:
-    n = c1.select_slider("Budget n (first n candidates)", options=options, value=options[-1], key="explorer_n")
+    value = int(wanted_n) if wanted_n and wanted_n.isdigit() and int(wanted_n) in options else options[-1]
+    n = c1.select_slider("Budget n (first n candidates)", options=options, value=value, key="explorer_n")
 else:
     n = options[0]
     c1.markdown(f"Budget n = {n} (a {cell['strategy']} cell is judged at its own N only)")
 methods = sorted(set(view.verdicts["method"].to_list()) - {"pass"}) if view.verdicts.height else []
-method = c2.selectbox("Highlight the candidate chosen by", methods or ["—"], key="explorer_method")
+wanted_method = st.query_params.get("method")
+method = c2.selectbox(
+    "Highlight the candidate chosen by",
+    methods or ["—"],
+    index=methods.index(wanted_method) if wanted_method in methods else 0,
+    key="explorer_method",
+)
 
 st.subheader("Selection")
 st.dataframe(views.verdict_table(view.verdicts, view.candidates, n), hide_index=True, width="stretch", key="verdicts_table")

@@ -1,8 +1,13 @@
 """The dashboard in headless Chromium: a real `ttscale dashboard` on a free loopback port,
 reading a store seeded by a real sweep (`tests/dashboard_store.py`). Each page is loaded,
-its charts are waited for and checked by their rendered SVG marks, the explorer is driven by
-clicks (a problem, then a node of its tree), the export is downloaded, and a screenshot of
-every page is saved under the test's tmp dir."""
+its charts are waited for and checked by their rendered SVG marks, the findings page's link to
+the candidates behind a finding is followed, the explorer is driven by clicks (a problem, then
+a node of its tree), the export is downloaded, and a screenshot of every page is saved under
+the test's tmp dir.
+
+Every check waits for its condition (Playwright's `expect`, up to `WAIT_MS`): on a loaded
+machine a page can take seconds to draw, and a check that reads the page once can run before
+the text is there. Nothing sleeps for a fixed time."""
 
 from __future__ import annotations
 
@@ -22,7 +27,8 @@ import pytest
 from tests import dashboard_store
 from tests.cli import TTSCALE
 from tests.dashboard_server import wait_until_healthy
-from ttscale import analysis, store
+from ttscale import analysis, results, store
+from ttscale.analysis import findings as analysis_findings
 
 pytestmark = pytest.mark.browser
 
@@ -35,6 +41,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 CHART_SVG = '[data-testid="stVegaLiteChart"] svg'
+WAIT_MS = 90_000
+"""How long any check waits for its condition (generous: the machine is shared)."""
 
 
 def free_port() -> int:
@@ -97,32 +105,46 @@ def server(seeded, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=WAIT_MS)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1500, "height": 1400}, accept_downloads=True)
         tab = context.new_page()
-        tab.set_default_timeout(60_000)
+        tab.set_default_timeout(WAIT_MS)
         yield tab
         context.close()
         browser.close()
 
 
+def expect(target):
+    """Playwright's `expect` (imported late: collecting this module needs no Playwright)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
+
+
 def open_page(tab, url: str, title: str, n_charts: int, shots: Path, name: str) -> None:
     tab.goto(url)
-    tab.get_by_role("heading", name=title).first.wait_for()
+    expect(tab.get_by_role("heading", name=title).first).to_be_visible()
     if n_charts:
-        tab.locator(CHART_SVG).nth(n_charts - 1).wait_for()
+        expect(tab.locator(CHART_SVG)).to_have_count(n_charts)
     settle(tab)
-    assert tab.locator(CHART_SVG).count() == n_charts
+    expect(tab.locator('[data-testid="stException"]')).to_have_count(0)
     shoot(tab, shots, name)
 
 
+SETTLED = """() => !document.querySelector(
+    '[data-testid="stStatusWidget"], [data-testid="stSkeleton"], [data-testid="stElementContainer"][data-stale="true"]'
+)"""
+"""No script run going (the status widget), nothing still loading (skeletons) and no element
+left over from the previous run (stale)."""
+
+
 def settle(tab) -> None:
-    """Until Streamlit's script run is over (the status widget leaves) and charts have drawn."""
-    tab.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
-    tab.wait_for_timeout(400)
+    """Until Streamlit's script run is over and the page has drawn what it sent."""
+    tab.wait_for_function(SETTLED)
 
 
 def shoot(tab, shots: Path, name: str) -> None:
@@ -133,23 +155,32 @@ def shoot(tab, shots: Path, name: str) -> None:
         charts.nth(i).screenshot(path=str(shots / f"{name}-chart{i}.png"))
 
 
-def selected(tab, label: str) -> str:
-    """The value a selectbox shows."""
-    return tab.get_by_role("combobox", name=label, exact=True).input_value()
+def combobox(tab, label: str):
+    return tab.get_by_role("combobox", name=label, exact=True)
 
 
 def choose(tab, label: str, text: str) -> None:
     """Pick the option of a selectbox that contains `text`, as a user does: open, type, click."""
-    box = tab.get_by_role("combobox", name=label, exact=True)
+    box = combobox(tab, label)
     box.scroll_into_view_if_needed()
     box.click()
     box.fill(text)
     tab.get_by_role("option", name=re.compile(re.escape(text))).first.click()
 
 
-def marks(tab, chart: int, kind: str):
-    """The rendered items of one mark type (`symbol`, `line`, `rule`, `rect`, `area`) in a chart."""
-    return tab.locator(CHART_SVG).nth(chart).locator(f"g.mark-{kind}.role-mark > path, g.mark-{kind}.role-mark > line")
+def marks(tab, chart: int, kind: str, where: str = ""):
+    """The rendered items of one mark type (`symbol`, `line`, `rule`, `rect`, `area`) in a
+    chart; `where` narrows them with a CSS attribute selector (`[aria-label*="n: 4"]`)."""
+    return tab.locator(CHART_SVG).nth(chart).locator(f"g.mark-{kind}.role-mark > path{where}, g.mark-{kind}.role-mark > line{where}")
+
+
+def dashboard_report(seeded, cell_ids: list[str]) -> analysis.Report:
+    """The report the dashboard builds (first n candidates, oracle bins, charged FLOPs)."""
+    engine = store.make_engine(seeded.url)
+    with engine.connect() as conn:
+        report = results.report(results.load(conn, cell_ids), mode="prefix", bins="oracle", flops="charged")
+    engine.dispose()
+    return report
 
 
 def test_dashboard_pages_render_in_chromium(page, server, seeded, stored, tmp_path):
@@ -157,31 +188,57 @@ def test_dashboard_pages_render_in_chromium(page, server, seeded, stored, tmp_pa
     sweep = stored["sweep"]
     cells = stored["cells"]
 
+    # Findings, the page the dashboard opens on: the headline first, every finding, the flat
+    # verifier flagged, and a link to the candidates behind a finding that opens the explorer
+    report = dashboard_report(seeded, cells["cell_id"].to_list())
+    found = analysis_findings.findings(report)
+    open_page(page, f"{server}/?sweep={sweep['sweep_id']}", "Findings", 0, shots, "findings")
+    expect(page.get_by_text(analysis_findings.headline(report), exact=True)).to_be_visible()
+    for finding in found:  # one model and dataset, which the headline names
+        expect(page.get_by_text(finding.text, exact=True)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^\d+ of \d+ cells with a verifier have a flat verifier"))).to_be_visible()
+    expect(page.get_by_role("link", name="All sweeps and their cells")).to_be_visible()
+    verifier = next(f for f in found if f.kind == "verifier")
+    method = verifier.option.rpartition(":")[2]
+    link = page.get_by_role("link", name=f"Candidates at n={verifier.n} (problem explorer)").first
+    expect(link).to_have_attribute("href", re.compile(rf"problems\?sweep={sweep['sweep_id']}&cell=[0-9a-f]+&n={verifier.n}&method={method}$"))
+    shoot(page, shots, "findings")
+    page.get_by_role("link", name="All sweeps and their cells").scroll_into_view_if_needed()
+    shoot(page, shots, "findings-end")  # Streamlit scrolls its main area itself: the full page is two shots
+    link.click()
+    expect(page.get_by_role("heading", name="Problem explorer")).to_be_visible()
+    expect(page.get_by_role("heading", name="Selection")).to_be_visible()
+    expect(combobox(page, "Highlight the candidate chosen by")).to_have_value(method)
+    settle(page)
+    shoot(page, shots, "findings-followed")
+
     # Sweeps: the sweep with its status, and its cells
-    open_page(page, f"{server}/", "Sweeps", 0, shots, "sweeps")
-    assert selected(page, "Cells of sweep") == f"dashboard-test · {sweep['sweep_id']}"
-    assert page.get_by_text("Cells run outside sweeps").is_visible()
-    assert page.get_by_text(re.compile(r"Store: sqlite · ttscale\.db · read-only")).first.is_visible()  # the read-only connection, no path
-    assert page.locator('[data-testid="stMetricValue"]').nth(2).inner_text() == str(cells.height + 1)
+    open_page(page, f"{server}/sweeps", "Sweeps", 0, shots, "sweeps")
+    expect(combobox(page, "Cells of sweep")).to_have_value(f"dashboard-test · {sweep['sweep_id']}")
+    expect(page.get_by_text("Cells run outside sweeps")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Store: sqlite · ttscale\.db · read-only")).first).to_be_visible()  # read-only, no path
+    expect(page.locator('[data-testid="stMetricValue"]').nth(2)).to_have_text(str(cells.height + 1))
 
     # Frontiers: four charts; the accuracy-vs-n chart draws one dot per (option, n)
     open_page(page, f"{server}/frontiers?sweep={sweep['sweep_id']}", "Frontiers", 4, shots, "frontiers")
-    dots = marks(page, 0, "symbol")
-    assert dots.count() == 3 * 3 + 3 * 2  # naive/weighted/majority: best_of_n at n=1, 2, 4; beam_search at n=2, 4
-    assert marks(page, 0, "line").count() == 3 * 2  # one line per strategy × selection
-    legend = page.locator(CHART_SVG).nth(0).locator("text").evaluate_all("els => els.map(e => e.textContent)")
-    assert {"beam_search", "best_of_n", "naive", "weighted", "majority"} <= {t.strip() for t in legend}
-    labels = [dots.nth(i).get_attribute("aria-label") or "" for i in range(dots.count())]
-    assert any("option: beam_search:weighted" in label and "n: 4" in label for label in labels)
-    assert page.get_by_text(re.compile(rf"scripted on {re.escape(seeded.dataset)}: at 4 generations, .+ is best with \d+%")).is_visible()
-    assert page.get_by_text("needs at least two models").is_visible()
+    expect(marks(page, 0, "symbol")).to_have_count(3 * 3 + 3 * 2)  # naive/weighted/majority: best_of_n at n=1, 2, 4; beam_search at 2, 4
+    expect(marks(page, 0, "line")).to_have_count(3 * 2)  # one line per strategy × selection
+    legend = page.locator(CHART_SVG).nth(0).locator("text")
+    for name in ("beam_search", "best_of_n", "naive", "weighted", "majority"):
+        expect(legend.filter(has_text=re.compile(rf"^\s*{name}\s*$")).first).to_be_attached()
+    expect(marks(page, 0, "symbol", '[aria-label*="option: beam_search:weighted"][aria-label*="n: 4"]').first).to_be_attached()
+    expect(page.get_by_text(re.compile(rf"scripted on {re.escape(seeded.dataset)}: at 4 generations, .+ is best with \d+%"))).to_be_visible()
+    expect(page.get_by_text("needs at least two models")).to_be_visible()
 
-    # Compute-optimal: the table and the gain heatmap (one rect per bin × budget)
+    # Compute-optimal: the table, its intervals, and the gain heatmap (one rect per bin × budget)
     open_page(page, f"{server}/compute_optimal?sweep={sweep['sweep_id']}", "Compute-optimal strategy per difficulty", 1, shots, "compute_optimal")
-    frontier = analysis.build_report(cells, stored["candidates"], stored["runs"]).frontier
-    assert marks(page, 0, "rect").count() == frontier.filter(pl.col("bin") != "all").height > 0
-    best = frontier.filter(pl.col("bin") == "all").sort("budget").row(-1, named=True)
-    assert page.get_by_text(f"{100 * best['optimal_accuracy']:.0f}%").first.is_visible()
+    frontier = report.frontier
+    per_bin = frontier.filter(pl.col("bin") != "all")
+    expect(marks(page, 0, "rect")).to_have_count(per_bin.height)
+    assert per_bin.height > 0
+    label = f"{100 * per_bin.row(0, named=True)['optimal_accuracy']:.0f}%"  # the heatmap writes each cell's accuracy
+    expect(page.locator(CHART_SVG).nth(0).locator("text").filter(has_text=re.compile(rf"^{re.escape(label)}$")).first).to_be_attached()
+    expect(page.get_by_text(re.compile(r"Intervals are 95%: Wilson over the problems"))).to_be_visible()
 
     # Problem explorer: a beam-search cell; pick another problem, then click a node of its tree
     beam = cells.filter((pl.col("strategy") == "beam_search") & (pl.col("n") == 4)).row(0, named=True)
@@ -190,51 +247,46 @@ def test_dashboard_pages_render_in_chromium(page, server, seeded, stored, tmp_pa
     open_page(page, url, "Problem explorer", 1, shots, "problems")
     gold = stored["problems"].filter(pl.col("problem_id") == problem_ids[2])["answer"][0]
     choose(page, "Problem", problem_ids[2])
-    page.get_by_text(f"Problem {problem_ids[2]}").first.wait_for()
-    page.locator(CHART_SVG).first.wait_for()
+    expect(page.get_by_text(f"Problem {problem_ids[2]}").first).to_be_visible()
+    expect(page.get_by_text(f"Gold answer: {gold}")).to_be_visible()
     settle(page)
-    assert page.get_by_text(f"Gold answer: {gold}").is_visible()
 
     engine = store.make_engine(seeded.url)
     with engine.connect() as conn:
         nodes = store.read_nodes(conn, beam["cell_id"], problem_ids[2])
     engine.dispose()
-    points = marks(page, 0, "symbol")
-    assert points.count() == nodes.height
-    edges = marks(page, 0, "rule")
-    assert edges.count() == nodes.filter(pl.col("parent_id").is_not_null()).height
-    thick = [edges.nth(i).get_attribute("stroke-width") for i in range(edges.count())]
-    on_path = [i for i in range(points.count()) if "state: on selected path" in (points.nth(i).get_attribute("aria-label") or "")]
-    assert on_path and thick.count("3") == len(on_path) - 1  # root → leaf of the selected candidate
+    expect(marks(page, 0, "symbol")).to_have_count(nodes.height)
+    expect(marks(page, 0, "rule")).to_have_count(nodes.filter(pl.col("parent_id").is_not_null()).height)
+    on_path = marks(page, 0, "symbol", '[aria-label*="state: on selected path"]')
+    expect(on_path.first).to_be_attached()
+    expect(marks(page, 0, "rule", '[stroke-width="3"]')).to_have_count(on_path.count() - 1)  # root → leaf of the selected candidate
     shoot(page, shots, "problems-tree")
 
     # click a node off the selected path: its text is shown below the tree
-    target = None
-    for i in range(points.count()):
-        label = points.nth(i).get_attribute("aria-label") or ""
-        if "state: on selected path" not in label:
-            target = i
-            break
-    assert target is not None
-    node_id = int(re.search(r"node_id: (\d+)", points.nth(target).get_attribute("aria-label")).group(1))
-    bbox = points.nth(target).bounding_box()
+    target = marks(page, 0, "symbol", ':not([aria-label*="state: on selected path"])').first
+    expect(target).to_be_attached()
+    node_id = int(re.search(r"node_id: (\d+)", target.get_attribute("aria-label")).group(1))
+    bbox = target.bounding_box()
     page.mouse.click(bbox["x"] + bbox["width"] / 2, bbox["y"] + bbox["height"] / 2)
-    page.get_by_text(re.compile(rf"^node {node_id} · depth")).wait_for()
+    expect(page.get_by_text(re.compile(rf"^node {node_id} · depth"))).to_be_visible()
     settle(page)
-    shoot(page, shots, "problems-node")
     text = nodes.filter(pl.col("node_id") == node_id)["text"][0].strip().splitlines()[0]
-    assert page.locator('[data-testid="stCode"]').filter(has_text=text).count() >= 1
+    expect(page.locator('[data-testid="stCode"]').filter(has_text=text).first).to_be_visible()
+    shoot(page, shots, "problems-node")
 
-    # Audit: spec hash, spec, and the CSV export downloads every candidate of the sweep
+    # Audit: spec hash, verifier quality, spec, and the CSV export downloads every candidate of the sweep
     open_page(page, f"{server}/audit?sweep={sweep['sweep_id']}", "Audit", 0, shots, "audit")
-    assert page.get_by_text(sweep["spec_hash"]).is_visible()
-    assert page.get_by_text(sweep["code_version"]).first.is_visible()
+    expect(page.get_by_text(sweep["spec_hash"])).to_be_visible()
+    expect(page.get_by_text(sweep["code_version"]).first).to_be_visible()
+    expect(page.get_by_text("Verifier quality", exact=True)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"have a flat verifier"))).to_be_visible()
+    button = page.get_by_role("button", name="Download csv")
+    expect(button).to_be_enabled()
     with page.expect_download() as download:
-        page.get_by_role("button", name="Download csv").click()
+        button.click()
     archive = zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes()))
     candidates = pl.read_csv(io.BytesIO(archive.read("candidates.csv")))
     assert candidates.height == stored["candidates"].height
     assert json.loads(archive.read("sweep.json"))["sweep_id"] == sweep["sweep_id"]
     shoot(page, shots, "audit-downloaded")
     print(f"screenshots: {shots}")
-

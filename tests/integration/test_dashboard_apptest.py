@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests import dashboard_store
 from ttscale import analysis, store
+from ttscale.analysis import findings as analysis_findings
 from ttscale.store import read as store_read
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
@@ -89,6 +90,8 @@ TABLE_COLUMNS = {
     "candidates_table": ("chosen by", 0),
     "path_table": ("step score", 0),
     "audit_cells": ("shard time", 0),
+    "findings_verifiers": ("AUC within problems", 0),
+    "audit_verifiers": ("AUC within problems", 0),
 }
 """A page's table by a column only it has (and its rank among tables that have it):
 non-interactive `st.dataframe`s carry no element id."""
@@ -105,6 +108,151 @@ def frame_of(at: AppTest, key: str, rank: int | None = None) -> pl.DataFrame:
 
 def widget(at: AppTest, kind: str, key: str):
     return next(w for w in getattr(at, kind) if w.key == key)
+
+
+def dashboard_module(name: str):
+    """A module of `dashboard/` (the pages import them by bare name)."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(APP.parent))
+    return importlib.import_module(name)
+
+
+def expected_report(seeded, cell_ids: list[str]) -> analysis.Report:
+    """The report the dashboard builds for these cells, built here through `ttscale.results`."""
+    from ttscale import results
+
+    engine = store.make_engine(seeded.url)
+    with engine.connect() as conn:
+        report = results.report(results.load(conn, cell_ids), mode="prefix", bins="oracle", flops="charged")
+    engine.dispose()
+    return report
+
+
+def finding_blocks(at: AppTest) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:
+    """(sentence, [(page, query), ...]) for every container that holds one plain-text sentence
+    and links, in page order: the headline and each finding."""
+    from urllib.parse import parse_qsl
+
+    out = []
+    for node in at.main:
+        children = list(getattr(node, "children", {}).values())
+        sentences = [c.value for c in children if c.type == "text"]
+        links = [
+            (el.proto.page, dict(parse_qsl(el.proto.query_string)))
+            for child in children if getattr(child, "children", None) is not None
+            for el in child if el.type == "page_link"
+        ]  # fmt: skip
+        if len(sentences) == 1 and links:
+            out.append((sentences[0], links))
+    return out
+
+
+def page_links(at: AppTest) -> list[tuple[str, str, dict[str, str]]]:
+    from urllib.parse import parse_qsl
+
+    return [(el.proto.page, el.proto.label, dict(parse_qsl(el.proto.query_string))) for el in at.get("page_link")]
+
+
+# ---- findings -----------------------------------------------------------------------------------
+
+
+def test_the_dashboard_opens_on_the_findings(monkeypatch, sweep_store):
+    monkeypatch.setenv("TTSCALE_DASHBOARD_DATABASE_URL", sweep_store.url)
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Findings"
+    assert any(page == "sweeps" for page, _, _ in page_links(at))  # the sweep list stays one click away
+
+
+def test_findings_page_leads_with_the_headline_and_links_every_finding(monkeypatch, sweep_store, stored):
+    sweep_id = stored["sweep"]["sweep_id"]
+    at = run_page(monkeypatch, sweep_store, "findings", {"sweep": sweep_id})
+    report = expected_report(sweep_store, stored["sweep_cells"]["cell_id"].to_list())
+    headline = analysis_findings.headline(report)
+    found = analysis_findings.findings(report)
+    assert headline and found
+
+    blocks = finding_blocks(at)
+    sentences = [sentence for sentence, _ in blocks]
+    assert sentences[0] == headline  # the answer comes first
+    assert {page for page, _ in blocks[0][1]} == {"frontiers", "compute_optimal"}
+    kinds = {f.kind for f in found}
+    assert {"best", "compute_optimal", "verifier", "verifier_quality"} <= kinds
+    for finding in found:
+        sentence = finding.text  # one model and dataset, named by the headline: not repeated
+        assert sentence in sentences, sentence
+        links = dict(blocks[sentences.index(sentence)][1])
+        assert links[finding.page]["sweep"] == sweep_id, finding.kind  # the page with the numbers behind it
+    # every section the analysis found something for has its heading, in reading order
+    headings = [h.value for h in at.subheader]
+    assert headings.index("Best strategy per budget") < headings.index("Verifier") < headings.index("Sweep")
+
+    # the verifier-vs-majority finding links to the candidates behind it: the generating cell of
+    # its strategy, at its budget, highlighting its selection method
+    verifier = next(f for f in found if f.kind == "verifier")
+    links = dict(blocks[sentences.index(verifier.text)][1])
+    explorer = links["problems"]
+    config, _, method = verifier.option.rpartition(":")
+    cell = stored["sweep_cells"].filter(
+        (pl.col("strategy") == config) & (pl.col("n") >= verifier.n) & pl.col("source_cell_id").is_null()
+    ).sort("n")["cell_id"][0]
+    assert explorer == {"sweep": sweep_id, "cell": cell, "n": str(verifier.n), "method": method}
+    followed = run_page(monkeypatch, sweep_store, "problems", explorer)
+    assert widget(followed, "selectbox", "explorer_cell").value == cell
+    assert widget(followed, "select_slider", "explorer_n").value == verifier.n
+    assert widget(followed, "selectbox", "explorer_method").value == method
+
+
+def test_findings_page_shows_verifier_quality_and_flags_a_flat_verifier(monkeypatch, sweep_store, stored):
+    at = run_page(monkeypatch, sweep_store, "findings", {"sweep": stored["sweep"]["sweep_id"]})
+    report = expected_report(sweep_store, stored["sweep_cells"]["cell_id"].to_list())
+    table = frame_of(at, "findings_verifiers")
+    want = report.verifiers.sort("cell_id")
+    got = table.sort("cell_id")
+    assert got["cell_id"].to_list() == want["cell_id"].to_list()
+    assert got["AUC"].to_list() == pytest.approx(want["auc"].to_list())
+    assert got["AUC within problems"].to_list() == pytest.approx(want["auc_within"].to_list())
+    assert got["tied pairs"].to_list() == pytest.approx(want["tied_pairs"].to_list())
+    flat = want.filter((pl.col("auc") - 0.5).abs() < 0.05)["cell_id"].to_list()
+    assert flat, "the seeded scripted verifier is flat on some cell"
+    assert sorted(got.filter(pl.col("flag").str.starts_with("flat"))["cell_id"].to_list()) == sorted(flat)
+    warnings = texts(at, "warning")
+    assert any(w.startswith(f"{len(flat)} of {want.height} cells with a verifier have a flat verifier") for w in warnings)
+    assert any(c.startswith("AUC: the chance that a random correct candidate") for c in texts(at, "caption"))
+
+    # the audit page shows the same table, from its own (lighter) read
+    audit = run_page(monkeypatch, sweep_store, "audit", {"sweep": stored["sweep"]["sweep_id"]})
+    audited = frame_of(audit, "audit_verifiers").sort("cell_id")
+    assert audited["cell_id"].to_list() == want["cell_id"].to_list()
+    assert audited["flag"].to_list() == got["flag"].to_list()
+
+
+def test_findings_page_shows_the_small_model_beating_the_large_one(monkeypatch, models_store):
+    at = run_page(monkeypatch, models_store, "findings")
+    engine = store.make_engine(models_store.url)
+    with engine.connect() as conn:
+        cells = store.read_cells(conn)
+    engine.dispose()
+    report = expected_report(models_store, cells["cell_id"].to_list())
+    fv = dashboard_module("finding_views")
+    [finding] = [f for f in analysis_findings.findings(report) if f.kind == "small_vs_large"]
+    blocks = dict(finding_blocks(at))
+    links = dict(blocks[fv.finding_sentence(finding)])
+    small = cells.filter((pl.col("model") == "scripted-1b"))["cell_id"][0]
+    assert links["problems"]["cell"] == small and links["problems"]["n"] == str(finding.n)
+    assert links["frontiers"]["sweep"] == at.query_params["sweep"]
+    assert "This comparison needs at least two models" not in " ".join(texts(at, "caption"))
+
+
+def test_findings_show_names_from_the_store_as_plain_text(monkeypatch, sweep_store, stored):
+    """Sentences go through `st.text` (never Markdown), link labels are our own words."""
+    at = run_page(monkeypatch, sweep_store, "findings", {"sweep": stored["sweep"]["sweep_id"]})
+    dataset = sweep_store.dataset
+    assert any(dataset in t for t in texts(at, "text"))
+    assert not any(dataset in t for t in texts(at, "markdown") + texts(at, "caption") + texts(at, "subheader"))
+    assert not any(dataset in label for _, label, _ in page_links(at))
 
 
 # ---- sweeps -------------------------------------------------------------------------------------
@@ -145,7 +293,7 @@ def test_sweeps_filter_by_strategy_hides_sweeps_without_it(monkeypatch, sweep_st
     assert "None. `ttscale run ...` stores a single cell here." in texts(at, "caption")
 
 
-@pytest.mark.parametrize("page", ["sweeps", "frontiers", "compute_optimal", "problems", "audit"])
+@pytest.mark.parametrize("page", ["findings", "sweeps", "frontiers", "compute_optimal", "problems", "audit"])
 def test_empty_store_explains_what_to_run(monkeypatch, empty_store, page):
     at = run_page(monkeypatch, empty_store, page)
     info = " ".join(texts(at, "info"))
@@ -188,7 +336,7 @@ def test_frontier_chart_draws_the_stored_accuracy(monkeypatch, sweep_store, stor
 
     info = " ".join(texts(at, "info"))
     assert "needs at least two models" in info
-    captions = " ".join(texts(at, "markdown"))
+    captions = " ".join(texts(at, "text"))  # sentences with store names are plain text, never Markdown
     assert f"scripted on {sweep_store.dataset}: at 4 generations" in captions
 
 
@@ -241,7 +389,7 @@ def test_model_comparison_marks_the_crossover(monkeypatch, models_store):
     points = next(f for f in frames if "envelope_accuracy" in f.columns)
     assert sorted(set(points["model"].to_list())) == ["scripted-1b", "scripted-8b"]
     assert points.height == report.models.height
-    sentences = [t for t in texts(at, "markdown") if t.startswith("- arith:")]
+    sentences = [t for t in texts(at, "text") if t.startswith("arith:")]
     assert len(sentences) == 1
     # the seeded small model with search beats the large one answering once, and overtakes it
     # at matched compute: the caption and the red rule say where

@@ -1,5 +1,5 @@
-"""The dashboard under load: a big sweep open in 4 browser tabs at once (sweeps, frontiers,
-compute-optimal, problem explorer) while two writer processes keep storing shards into the
+"""The dashboard under load: a big sweep open in 5 browser tabs at once (findings, sweeps,
+frontiers, compute-optimal, problem explorer) while two writer processes keep storing shards into the
 same PostgreSQL store. Every tab must draw its page, twice (cold, then after a reload), and
 the server's health endpoint must keep answering.
 
@@ -33,9 +33,9 @@ from tests.plugins.prefect_mlflow import free_port, stop_process
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
-TABS = ("sweeps", "frontiers", "compute_optimal", "problems")
+TABS = ("findings", "sweeps", "frontiers", "compute_optimal", "problems")
 COLD_LIMIT_S = 900 if full_size() else 420
-"""Generous: 4 cold pages at once on a shared 2-core machine while two writers run."""
+"""Generous: 5 cold pages at once on a shared 2-core machine while two writers run."""
 WARM_LIMIT_S = 120
 
 
@@ -148,7 +148,7 @@ async def visit_all(base: str, ids: dict, health: list) -> dict[str, dict[str, f
     return times
 
 
-def test_four_tabs_on_a_big_sweep_while_a_sweep_writes(big_store, tmp_path):
+def test_every_tab_on_a_big_sweep_while_a_sweep_writes(big_store, tmp_path):
     url, reader, ids = big_store
     procs, stop, written = start_writers(url)
     server = None
@@ -200,7 +200,7 @@ def record(summary: dict, load_before, url: str) -> None:
 - machine: {cw.machine(load_before)}; load avg {", ".join(f"{x:.1f}" for x in os.getloadavg())} at the end
 - git: {cw.git_sha()}; Python {platform.python_version()}; PostgreSQL {server} (the test session's server: fsync off)
 - data: {summary["candidates"]:,} candidates (dashboard_load's synthetic sweep: 8 cells × {summary["candidates"] // 2048:,} problems × 256 candidates), bulk-loaded in {summary["seed_s"]} s; the dashboard reads through the read-only role
-- load: 4 tabs opened at once in one headless Chromium, then reloaded at once, while 2 writer processes stored {summary["problems_written_meanwhile"]:,} problems (× 100 nodes, 4 candidates) through `store.write_shard`
+- load: {len(TABS)} tabs opened at once in one headless Chromium, then reloaded at once, while 2 writer processes stored {summary["problems_written_meanwhile"]:,} problems (× 100 nodes, 4 candidates) through `store.write_shard`
 - server health (`/_stcore/health` every 2 s): {summary["health_checks"]} checks, all ok, slowest {summary["health_max_s"]} s; wall time of both rounds {summary["wall_s"]} s
 
 | tab | cold, 4 at once (s) | reload, 4 at once (s) |

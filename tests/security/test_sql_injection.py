@@ -140,7 +140,7 @@ def test_dashboard_and_readers_build_no_sql_from_strings():
     assert 'statement = f"COPY ({compiled.string}) TO STDOUT (FORMAT csv, FORCE_QUOTE *)"' in source
 
 
-@pytest.mark.parametrize("page", ["problems", "audit", "frontiers"])
+@pytest.mark.parametrize("page", ["findings", "problems", "audit", "frontiers"])
 def test_pages_take_ids_from_the_url_only_when_they_are_stored(stored, monkeypatch, page):
     """Query parameters are matched against the stored sweeps, cells and problems before any
     query; an unknown or hostile value falls back to the first real choice."""

@@ -92,17 +92,40 @@ def test_comparison_caption_names_budget_models_and_crossover():
     assert never == ["math500: 1b never beats 8b answering once (40%): its best is 50%."]
 
 
-def test_optimal_table_shows_both_folds_choices_only_when_they_differ():
-    frontier = pl.DataFrame({
+def _frontier() -> pl.DataFrame:
+    return pl.DataFrame({
         "model": "m", "dataset": "d", "bin": ["1", "all"], "budget": [4, 4], "n_problems": [5, 10],
-        "optimal_accuracy": [0.6, 0.5], "single_accuracy": [0.4, 0.45], "gain": [0.2, 0.05],
+        "optimal_accuracy": [0.6, 0.5], "optimal_ci_low": [0.231, 0.3], "optimal_ci_high": [0.882, 0.7],
+        "single_accuracy": [0.4, 0.45], "single_ci_low": [0.1, 0.25], "single_ci_high": [0.8, 0.66],
+        "gain": [0.2, 0.05], "gain_ci_low": [-0.062, None], "gain_ci_high": [0.328, None],
         "optimal_flops": [1.0, 1.0], "single_flops": [1.0, 1.0],
         "optimal_chosen_on_0": ["a:weighted", None], "optimal_chosen_on_1": ["b:naive", None],
         "single_chosen_on_0": ["a:weighted", "a:weighted"], "single_chosen_on_1": ["a:weighted", "a:weighted"],
     })  # fmt: skip
-    table = views.optimal_table(frontier)
+
+
+def test_optimal_table_shows_both_folds_choices_only_when_they_differ():
+    table = views.optimal_table(_frontier())
     assert table["best strategy (fold 0 | fold 1)"].to_list() == ["a:weighted | b:naive", "(per bin)"]
     assert table["best single strategy"].to_list() == ["a:weighted", "a:weighted"]
+
+
+def test_optimal_table_shows_each_accuracy_and_the_gain_with_its_interval():
+    table = views.optimal_table(_frontier())
+    row = table.row(0, named=True)
+    assert row["best accuracy"] == 0.6 and row["best 95% CI (%)"] == "[23.1, 88.2]"
+    assert row["single accuracy"] == 0.4 and row["single 95% CI (%)"] == "[10.0, 80.0]"
+    assert row["gain (points)"] == pytest.approx(20.0) and row["gain 95% CI (points)"] == "[-6.2, +32.8]"
+    assert table.row(1, named=True)["gain 95% CI (points)"] == "–"  # no interval: said, not invented
+    columns = table.columns
+    assert columns.index("best 95% CI (%)") == columns.index("best accuracy") + 1
+    assert columns.index("gain 95% CI (points)") == columns.index("gain (points)") + 1
+
+
+def test_optimal_caption_gives_the_gain_with_its_interval():
+    frontier = _frontier().with_columns(pl.Series("gain_ci_low", [-0.062, -0.01]), pl.Series("gain_ci_high", [0.328, 0.11]))
+    [text] = views.optimal_captions(frontier)
+    assert text.startswith("m on d: choosing the strategy per difficulty bin gains +5.0 points [-1.0, +11.0] over the best single")
 
 
 def test_run_links_need_a_server_and_point_at_the_run():
