@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ttscale.analysis.findings import Finding
+from ttscale.analysis.findings import FLAT_AUC_MARGIN, Finding
 
 PAGES = {
     "findings": "pages/findings.py",
@@ -63,8 +63,8 @@ EMPTY = {
 }
 """What a section says when it holds no finding (our words only: shown as Markdown)."""
 
-FLAT_AUC = 0.05
-"""A verifier whose AUC is within this of 0.5 is flat (the threshold `analysis.findings` uses)."""
+FLAT_AUC = FLAT_AUC_MARGIN
+"""A verifier whose AUC is within this of 0.5 is flat (`analysis.findings`' threshold)."""
 
 VERIFIER_CAPTION = (
     "AUC: the chance that a random correct candidate of the cell scores above a random wrong one (ties count half); "

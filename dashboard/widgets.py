@@ -110,7 +110,8 @@ def analysed(
     try:
         result = loaders.analyse(url, scope.cell_ids, bins, mode, flops)
     except TtscaleError as err:
-        st.warning(f"{err}. Pick another kind of difficulty bins.")
+        st.warning("These difficulty bins cannot be built from these cells. Pick another kind.")
+        st.text(str(err))
         st.stop()
     if result is None:
         st.info(empty)

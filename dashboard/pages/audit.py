@@ -37,7 +37,8 @@ else:
 
 runs = loaders.cell_runs(url, tuple(cells["cell_id"].to_list()))
 
-st.subheader(f"{kind.capitalize()} `{record_id}`")
+st.subheader(kind.capitalize())
+st.text(record_id)
 facts = {
     "name" if kind == "sweep" else "cell": record["name"] if kind == "sweep" else record["label"],
     "status": record["status"],
@@ -48,7 +49,8 @@ facts = {
     "started": str(cells["started_at"].min()) if cells.height else "–",
     "finished": str(record.get("finished_at") or "–"),
 }
-st.table(pl.DataFrame({"field": list(facts), "value": [str(v) for v in facts.values()]}))
+# st.dataframe, not st.table: st.table renders Markdown in its cells, and these are the store's strings.
+st.dataframe(pl.DataFrame({"field": list(facts), "value": [str(v) for v in facts.values()]}), hide_index=True, width="stretch", key="audit_facts")
 
 st.markdown("**Runs**")
 mlflow_url = links.mlflow_run(settings.mlflow_tracking_uri, record.get("mlflow_run_id"))
@@ -58,11 +60,11 @@ for name, run_id, href, hint in (
     ("Prefect flow run", record.get("prefect_flow_run_id"), prefect_url, links.prefect_hint()),
 ):
     if not run_id:
-        st.markdown(f"- {name}: none recorded")
+        st.text(f"{name}: none recorded")
     elif href:
-        st.markdown(f"- {name}: [`{run_id}`]({href})")
+        st.link_button(f"{name} {run_id}", href)  # the label is shown as text, the link as a URL
     else:
-        st.markdown(f"- {name}: `{run_id}` — {hint}")
+        st.text(f"{name}: {run_id} — {hint}")
 
 st.markdown("**Counts and timings**")
 counts = views.audit_counts(cells, runs)

@@ -46,9 +46,10 @@ st.query_params["problem"] = problem_id
 
 view = loaders.problem_view(url, cell["cell_id"], problem_id, cell["dataset"])
 problem = view.problem
-st.markdown(f"**Problem** `{problem_id}`" + (f" · level {problem.get('level')}" if problem.get("level") is not None else ""))
+# Stored strings are shown as text, never as Markdown (a dataset's answer could hold a link or an image).
+st.text(f"Problem {problem_id}" + (f" · level {problem.get('level')}" if problem.get("level") is not None else ""))
 st.text(problem.get("text") or "")
-st.markdown(f"**Gold answer:** `{problem.get('answer')}`")
+st.text(f"Gold answer: {problem.get('answer')}")
 
 n_max = int(view.candidates.height)
 # The first n candidates of a beam search are not a beam search at n: only its own N is shown.
@@ -105,7 +106,7 @@ else:
     node_id = st.selectbox("Node", node_ids, index=node_ids.index(default), key=f"explorer_node_{default}")
     node = view.nodes.filter(pl.col("node_id") == node_id).row(0, named=True)
     scores = ", ".join(f"{s:.3f}" for s in node["scores"]) or "–"
-    st.markdown(
+    st.text(
         f"node {node_id} · depth {node['depth']} · {node['kind']} · step scores {scores} · "
         f"{node['n_generated_tokens']} tokens · {'pruned' if node['pruned'] else 'kept'}"
         + (" · on the selected path" if node_id in path else "")

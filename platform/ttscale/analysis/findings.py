@@ -30,6 +30,8 @@ from ttscale.analysis.accuracy import t975, wilson_interval
 from ttscale.analysis.frontier import ALL_BINS
 
 MAJORITY = "majority"
+FLAT_AUC_MARGIN = 0.05
+"""A verifier whose AUC is within this of 0.5 barely ranks candidates: it is reported as flat."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ def _verifier_quality(verifiers: pl.DataFrame) -> list[Finding]:
     ).sort("verifier", "aggregation")
     out = []
     for r in per.iter_rows(named=True):
-        flat = " — it barely ranks candidates, so selection by score is close to arbitrary" if r["auc"] is not None and abs(r["auc"] - 0.5) < 0.05 else ""
+        flat = " — it barely ranks candidates, so selection by score is close to arbitrary" if r["auc"] is not None and abs(r["auc"] - 0.5) < FLAT_AUC_MARGIN else ""
         auc = "–" if r["auc"] is None else f"{r['auc']:.2f}"
         text = f"Verifier {r['verifier']} ({r['aggregation']}) separates right from wrong candidates with AUC {auc} (0.5 = no signal){flat}."
         out.append(Finding("verifier_quality", text, "audit"))
@@ -212,6 +214,14 @@ def findings(report) -> list[Finding]:  # noqa: ANN001 (analysis.report.Report; 
     return out
 
 
+def _tied_label(acc: pl.DataFrame, best: dict) -> str:
+    """The best option's name, or only its configuration when every selection method of that
+    configuration ties with it (at n=1 they all pick the one candidate: the method is moot)."""
+    tied = acc.filter(pl.col("accuracy") == best["accuracy"])
+    same_config = acc.filter(pl.col("config") == best["config"])
+    return best["config"] if same_config.height > 1 and same_config.height == tied.filter(pl.col("config") == best["config"]).height else best["option"]
+
+
 def headline(report) -> str:  # noqa: ANN001
     """One sentence: which option to use at the smallest and the largest budget (per difficulty
     bin where the best differs), for the first model and dataset; empty without results."""
@@ -223,7 +233,7 @@ def headline(report) -> str:  # noqa: ANN001
     acc = option_accuracy(mine)
     n_lo, n_hi = acc["n"].min(), acc["n"].max()
     lo = _best(acc.filter(pl.col("n") == n_lo), ["n"]).row(0, named=True)
-    parts = [f"at n={n_lo} use {lo['option']} ({pct(lo['accuracy'])}{interval(lo['ci_low'], lo['ci_high'])})"]
+    parts = [f"at n={n_lo} use {_tied_label(acc.filter(pl.col('n') == n_lo), lo)} ({pct(lo['accuracy'])}{interval(lo['ci_low'], lo['ci_high'])})"]
     gain = report.frontier.filter(
         (pl.col("model") == model) & (pl.col("dataset") == dataset) & (pl.col("bin") == ALL_BINS) & (pl.col("budget") == n_hi)
     )
