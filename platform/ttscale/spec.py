@@ -339,7 +339,11 @@ def load_yaml_text(text: str, source: str = "spec") -> Any:
     import yaml
 
     try:
-        return yaml.load(text, Loader=_unique_keys_loader())  # noqa: S506 - a SafeLoader subclass
+        loader = _unique_keys_loader()(text)  # a SafeLoader: plain data only
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "python/" in first:
