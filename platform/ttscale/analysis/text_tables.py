@@ -3,9 +3,9 @@
 A table wider than its output is split into several tables that each repeat the key columns
 (the leading columns that say which row is which), rather than letting rich squeeze every
 column to one or two characters. No cell is cut and no header is wrapped inside a word: each
-column is at least as wide as its widest cell and its header's longest word (a header may wrap
-at its spaces). Only when the key columns and one more column cannot fit side by side may a
-cell wrap, and then only at its spaces.
+column is at least as wide as its widest cell and its header's longest word, and a header
+wraps at its spaces onto two lines at most where the width allows. Only when the key columns
+and one more column cannot fit side by side may a cell wrap, and then only at its spaces.
 
 Pure: strings in, rich `Table`s out; the caller prints them on a console of the same width.
 """
@@ -72,10 +72,26 @@ def _table(title: str | None, headers: Sequence[str], rows: Sequence[Sequence[st
     return table
 
 
+def _wrapped_width(text: str, n_lines: int) -> int:
+    """The narrowest width at which `text`, wrapped at its spaces, takes at most `n_lines` lines."""
+    words = text.split()
+    for width in range(_longest_word(text), len(text) + 1):
+        lines, used = 1, -1
+        for word in words:
+            if used + 1 + len(word) > width:
+                lines, used = lines + 1, len(word)
+            else:
+                used += 1 + len(word)
+        if lines <= n_lines:
+            return width
+    return len(text)
+
+
 def _widths(headers: Sequence[str], rows: Sequence[Sequence[str]], keys: int, width: int) -> list[int]:
     """Final column widths of one part: each column's readable minimum, then what is left of
-    `width` given to the headers that would otherwise wrap (the shortest needs first). A part
-    too wide even so lets its non-key cells wrap at their spaces."""
+    `width` given to the headers that would otherwise wrap — first so that each takes at most
+    two lines, then one (the cheapest first). A part too wide even at its minimum lets its
+    non-key cells wrap at their spaces."""
     mins = column_widths(headers, rows)
     spare = width - sum(mins) - GAP * (len(mins) - 1)
     if spare < 0 and len(mins) > keys:
@@ -83,12 +99,13 @@ def _widths(headers: Sequence[str], rows: Sequence[Sequence[str]], keys: int, wi
         longest = [max([_longest_word(headers[i]), *(_longest_word(row[i]) for row in rows)]) for i in range(keys, len(mins))]
         share = max(0, width - fixed) // (len(mins) - keys)
         return mins[:keys] + [max(word, min(m, share)) for word, m in zip(longest, mins[keys:], strict=True)]
-    naturals = [max(len(h), m) for h, m in zip(headers, mins, strict=True)]
     widths = list(mins)
-    for i in sorted(range(len(mins)), key=lambda i: naturals[i] - mins[i]):
-        extra = min(max(spare, 0), naturals[i] - mins[i])
-        widths[i] += extra
-        spare -= extra
+    for n_lines in (2, 1):
+        wanted = [max(w, _wrapped_width(h, n_lines)) for w, h in zip(widths, headers, strict=True)]
+        for i in sorted(range(len(widths)), key=lambda i: wanted[i] - widths[i]):
+            extra = min(max(spare, 0), wanted[i] - widths[i])
+            widths[i] += extra
+            spare -= extra
     return widths
 
 
@@ -105,12 +122,20 @@ def fitted_tables(
     each with the first `keys` columns and as many others as fit; titles say `(part i/k)`.
     `right`: headers of right-aligned (numeric) columns."""
     keys = min(keys, len(headers))
-    groups = split_columns(column_widths(headers, rows), keys, width)
+    # Split on the widths at which each header takes at most two lines: a part never crams
+    # its headers into a tall stack of single words.
+    planned = [max(w, _wrapped_width(h, 2)) for w, h in zip(column_widths(headers, rows), headers, strict=True)]
+    groups = split_columns(planned, keys, width)
     tables = []
     for part, group in enumerate(groups, start=1):
         chosen = list(range(keys)) + group
         part_headers = [headers[i] for i in chosen]
         part_rows = [[row[i] for i in chosen] for row in rows]
         label = title if len(groups) == 1 or not title else f"{title} (part {part}/{len(groups)})"
-        tables.append(_table(label, part_headers, part_rows, _widths(part_headers, part_rows, keys, width), right))
+        widths = _widths(part_headers, part_rows, keys, width)
+        # A title wider than its table would wrap to the table's width: widen the last column.
+        short = min(len(label or ""), width) - (sum(widths) + GAP * (len(widths) - 1))
+        if short > 0:
+            widths[-1] += short
+        tables.append(_table(label, part_headers, part_rows, widths, right))
     return tables
