@@ -27,12 +27,14 @@ RETRY_DELAYS_S = [2, 10, 30]
 
 
 @task(name="run-shard", tags=["gpu"], cache_policy=NO_CACHE, persist_result=False, retry_delay_seconds=RETRY_DELAYS_S)
-def shard_task(shard: dict, settings: Settings) -> dict:
+def shard_task(shard: dict, settings: Settings, progress: runner.ShardProgress | None = None) -> dict:
     """`shard` as `sweep_state.shard_params` gives it; `settings` say where the store is (task
-    arguments are not recorded by Prefect, so a password in them stays in this process)."""
+    arguments are not recorded by Prefect, so a password in them stays in this process);
+    `progress`, in local mode, is the CLI's display (`runner.ShardEvent`s)."""
     with store.opened(settings.database_url) as engine, gpu_slot():
         report = runner.run_shard(
-            engine, shard["cell"], shard["problem_ids"], settings, sweep_id=shard.get("sweep_id"), flow_run_id=flow_run.get_id()
+            engine, shard["cell"], shard["problem_ids"], settings, sweep_id=shard.get("sweep_id"), flow_run_id=flow_run.get_id(),
+            progress=progress,
         )
     return report.as_dict()
 

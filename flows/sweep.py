@@ -22,6 +22,7 @@ from flows import team
 from flows.shard import mark_failed, shard_task
 from ttscale import store, sweep_state, tracking
 from ttscale.errors import StoreError
+from ttscale.runner import ShardProgress
 from ttscale.settings import Settings
 
 
@@ -52,9 +53,14 @@ def _attach(sweep_id: str, n_shards: int, settings: Settings) -> str | None:
     return flow_run_id
 
 
-def run_sweep(sweep_id: str, shards: list[dict], retries: int, settings: Settings, *, pool: str | None = None, wait: bool = True) -> dict:
+def run_sweep(
+    sweep_id: str, shards: list[dict], retries: int, settings: Settings, *, pool: str | None = None, wait: bool = True,
+    progress: ShardProgress | None = None,
+) -> dict:
     """Run the sweep flow in this process, its flow run tagged with the sweep (for `cancel`);
-    returns its id, status, the shards' outcome and tracking state."""
+    returns its id, status, the shards' outcome and tracking state. `progress` hears every
+    local shard's stages (like `settings`, it reaches the tasks by closure, never as a flow
+    parameter: Prefect records those)."""
 
     @flow(name="ttscale-sweep", persist_result=False)
     def sweep_flow(sweep_id: str, shards: list[dict], retries: int = 2, pool: str | None = None, wait: bool = True) -> dict:
@@ -64,7 +70,7 @@ def run_sweep(sweep_id: str, shards: list[dict], retries: int, settings: Setting
             for shard in shards:
                 if _cancelled(sweep_id, settings):
                     break
-                state = shard_task.with_options(retries=retries)(shard, settings, return_state=True)
+                state = shard_task.with_options(retries=retries)(shard, settings, progress, return_state=True)
                 if not state.is_completed():
                     mark_failed(shard["cell"], str(state.message or state.name), settings)
                     error = state.result(raise_on_failure=False)

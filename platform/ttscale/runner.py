@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import Literal
 
 
 from ttscale.store import Engine
@@ -40,6 +41,33 @@ from ttscale.verifiers import Verifier, load_verifier
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+"""What `search_shard` calls with the strategy's message after each batched step."""
+
+
+@dataclass(frozen=True)
+class ShardEvent:
+    """What `run_shard` tells its `progress` callback, in order: `loading` (the policy and
+    verifier), `searching` (after each batched step of the strategy), then `stored` (every
+    problem of the shard is in the store now). Or only `skipped` (all were stored already) or
+    `cancelled` (the cell is: nothing ran)."""
+
+    cell_id: str
+    stage: Literal["loading", "searching", "stored", "skipped", "cancelled"]
+    n_problems: int
+    """Problems of the shard."""
+    elapsed_s: float
+    """Since the shard started."""
+    n_written: int = 0
+    """Problems this shard stored (`stored`)."""
+    n_generated_tokens: int = 0
+    """Tokens the policy generated for this shard (`stored`)."""
+    search_s: float = 0.0
+    """Seconds the search took, without loading (`stored`): the denominator of tokens/s."""
+    message: str = ""
+    """The strategy's step message (`searching`)."""
+
+
+ShardProgress = Callable[[ShardEvent], None]
 
 
 @dataclass(frozen=True)
@@ -162,14 +190,20 @@ def run_shard(
     *,
     sweep_id: str | None = None,
     flow_run_id: str | None = None,
-    progress: Progress | None = None,
+    progress: ShardProgress | None = None,
 ) -> ShardReport:
     """Run the problems of `problem_ids` not yet stored for `cell` and store them in one
     transaction; mark the cell done when all its problems are stored and settle its sweep.
     Skips everything when the cell is cancelled. Registers the cell if needed, so a shard is
-    self-contained (a team worker may run it with nothing else of the sweep)."""
+    self-contained (a team worker may run it with nothing else of the sweep). `progress` is
+    told each stage (`ShardEvent`); the library draws nothing itself."""
     start = time.perf_counter()
     cell = as_cell(cell)
+
+    def tell(stage: str, **fields: object) -> None:
+        if progress is not None:
+            progress(ShardEvent(cell.cell_id, stage, len(problem_ids), time.perf_counter() - start, **fields))  # type: ignore[arg-type]
+
     prepared = prepare_cell(cell, settings)
     by_id = {p.id: p for p in prepared.problems}
     unknown = [pid for pid in problem_ids if pid not in by_id]
@@ -178,22 +212,28 @@ def run_shard(
     state = sweep_state.cell_state(engine, cell.cell_id)
     if state.status == "cancelled":
         logger.info("shard skipped cell=%s: cancelled", cell.cell_id)
+        tell("cancelled")
         return ShardReport(cell.cell_id, len(problem_ids), 0, len(problem_ids), 0.0, False, cancelled=True)
     todo = [by_id[pid] for pid in problem_ids if pid not in state.done]
     if not todo:
         logger.info("shard skipped cell=%s: all %d problems already stored", cell.cell_id, len(problem_ids))
         cell_done = _settle(engine, cell.cell_id, sweep_id)
+        tell("skipped")
         return ShardReport(cell.cell_id, len(problem_ids), 0, len(problem_ids), time.perf_counter() - start, cell_done)
+    tell("loading")
     runtime = load_cell_runtime(prepared, settings)
     sweep_state.start_cell(
         engine, cell, n_problems=len(prepared.problems), policy_params=runtime.policy.n_params,
         verifier_params=runtime.verifier.n_params if runtime.verifier is not None else 0,
         sweep_id=sweep_id, flow_run_id=flow_run_id,
     )  # fmt: skip
-    outcome = search_shard(cell, todo, runtime, progress)
+    tell("searching")
+    outcome = search_shard(cell, todo, runtime, None if progress is None else lambda message: tell("searching", message=message))
     # All or nothing, and idempotent: a retry after a lost commit answer writes nothing twice.
     written = store.run_transaction(engine, lambda conn: store.write_shard(conn, outcome), what="writing the shard")
     cell_done = _settle(engine, cell.cell_id, sweep_id)
+    tell("stored", n_written=written.n_written_problems, search_s=outcome.elapsed_s,
+         n_generated_tokens=sum(r.n_generated_tokens or 0 for r in outcome.results))  # fmt: skip
     return ShardReport(
         cell.cell_id,
         len(problem_ids),

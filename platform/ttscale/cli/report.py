@@ -6,7 +6,6 @@ JSON, CSV or Markdown; `--plot out.png` writes the frontier chart.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -18,6 +17,7 @@ from ttscale.analysis.costs import FLOPS_AXES
 from ttscale.analysis.difficulty import BIN_KINDS
 from ttscale.analysis.report import FORMATS, TABLES, Report, plot_frontier, render, rich_tables
 from ttscale.analysis.verdicts import MODES
+from ttscale.cli import terminal
 from ttscale.cli.context import DB_HELP, console, settings_for
 from ttscale.errors import SpecError
 
@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         fold_seed: int = typer.Option(0, help="Seed of the two-fold problem split"),
         flops: str = typer.Option("charged", help="FLOPs axis: charged (generated tokens, as the reference) | computed (prompt tokens not served from the prefix cache, plus generated)"),
         table: Optional[list[str]] = typer.Option(
-            None, "--table", help="Only these tables (repeatable): accuracy, bins, frontier, frontier_flops, models, comparison"
+            None, "--table", help=f"Only these tables (repeatable): {', '.join(TABLES)}"
         ),
         out: Optional[Path] = typer.Option(None, "--out", help="Write the report to this file instead of stdout"),
         db: Optional[str] = typer.Option(None, help=DB_HELP),
@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         write_report(result, fmt, table, out)
         if plot is not None:
             path = plot_frontier(result.models, plot, frontier=result.frontier, title=f"ttscale report {target}")
-            typer.echo(f"plot: {path}", err=True)
+            print(f"plot: {path}", file=terminal.stderr())
 
 
 def build_from_store(target: str, url: str, **options: object) -> Report:
@@ -74,14 +74,18 @@ def build_from_store(target: str, url: str, **options: object) -> Report:
 
 
 def write_report(result: Report, fmt: str, tables: list[str] | None, out: Path | None) -> None:
+    """Tables as wide as the terminal (80 columns when piped or written to a file, split to
+    fit); JSON, CSV and Markdown as they are."""
     if fmt == "table" and out is None:
-        terminal = console()
-        for t in rich_tables(result, tables):
-            terminal.print(t)
+        screen = console()
+        for t in rich_tables(result, tables, width=screen.width):
+            screen.print(t)
         return
     text = render(result, fmt, tables)
     if out is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        stream = terminal.stdout()
+        stream.write(text if text.endswith("\n") else text + "\n")
+        stream.flush()
     else:
         out.write_text(text, encoding="utf-8")
-        typer.echo(f"report: {out}", err=True)
+        print(f"report: {out}", file=terminal.stderr())

@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         prepare_cell(cell, settings)  # errors name the options, before anything is stored
         spec = one_cell_sweep(cell, shard_size)
         text = "# ttscale run: a one-cell sweep\n" + yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
-        run_here(spec, text, settings)
+        run_here(spec, text, settings, command="run")
         path = out or settings.home / "runs" / f"{cell.cell_id}.jsonl"
         with store.opened(settings.database_url) as engine:
             n_rows = write_results(engine, cell.cell_id, path)
