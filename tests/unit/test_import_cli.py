@@ -95,7 +95,7 @@ def test_bad_input_fails_in_one_line_and_stores_nothing(store_file, capsys):
         (["report", "x", "--format", "xml", "--db", store_file],
          "error: --format: unknown 'xml'; allowed: table, json, csv, markdown"),
         (["report", "x", "--table", "everything", "--db", store_file],
-         "error: --table: unknown 'everything'; allowed: accuracy, bins, frontier"),
+         "error: --table: unknown 'everything'; allowed: findings, accuracy, bins, frontier"),
     ]:  # fmt: skip
         with pytest.raises(SystemExit) as exit_:
             main(argv)

@@ -255,3 +255,13 @@ def headline(report) -> str:  # noqa: ANN001
             parts.append(f"at n={n_hi} use {hi['option']} on every difficulty ({pct(hi['accuracy'])}{interval(hi['ci_low'], hi['ci_high'])})")
     text = f"{model} on {dataset}: " + "; ".join(parts)
     return text + "."
+
+
+FINDINGS_SCHEMA = {"kind": pl.String, "text": pl.String, "page": pl.String}
+
+
+def findings_frame(report) -> pl.DataFrame:  # noqa: ANN001
+    """The headline (kind `headline`) and every finding, one row each, in reading order."""
+    rows = [{"kind": "headline", "text": text, "page": "findings"}] if (text := headline(report)) else []
+    rows += [{"kind": f.kind, "text": f.text, "page": f.page} for f in findings(report)]
+    return pl.DataFrame(rows, schema=FINDINGS_SCHEMA)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -24,6 +24,7 @@ from ttscale.analysis.comparison import compare_models, model_frontiers
 from ttscale.analysis.cells import describe_cells
 from ttscale.analysis.costs import FlopsAxis
 from ttscale.analysis.difficulty import BinKind, difficulty_bins
+from ttscale.analysis.findings import FINDINGS_SCHEMA, findings_frame
 from ttscale.analysis.frontier import ALL_BINS, compute_optimal, frontier_points
 from ttscale.analysis.verdicts import Mode, problem_verdicts
 from ttscale.analysis.verifier_quality import QUALITY_SCHEMA, verifier_quality
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
 
 Format = Literal["table", "json", "csv", "markdown"]
 FORMATS = ("table", "json", "csv", "markdown")
-TABLES = ("accuracy", "bins", "frontier", "frontier_flops", "models", "comparison", "verifiers", "agreement")
-VIEW_KEYS = {"accuracy": 5, "bins": 2, "frontier": 4, "frontier_flops": 4, "models": 2, "comparison": 3, "verifiers": 1, "agreement": 3}
+TABLES = ("findings", "accuracy", "bins", "frontier", "frontier_flops", "models", "comparison", "verifiers", "agreement")
+VIEW_KEYS = {"findings": 1, "accuracy": 5, "bins": 2, "frontier": 4, "frontier_flops": 4, "models": 2, "comparison": 3, "verifiers": 1, "agreement": 3}
 """How many leading columns of each display view name a row: a view split to fit a narrow
 terminal repeats them in every part (`text_tables.fitted_tables`)."""
 
@@ -62,6 +63,8 @@ class Report:
     points: pl.DataFrame | None = None
     """Per-problem correctness of every option at every real budget (`frontier.frontier_points`),
     for views this report does not tabulate (e.g. accuracy per bin); not rendered."""
+    findings: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FINDINGS_SCHEMA))
+    """The headline and each finding in one sentence (`findings.findings_frame`)."""
     verifiers: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=QUALITY_SCHEMA))
     """How well each cell's verifier separates right from wrong candidates (`verifier_quality`)."""
     agreement: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={c: pl.String for c in AGREEMENT_COLUMNS}))
@@ -127,10 +130,11 @@ def build_report(
         "n_cells": described.height,
     }
     settings["verifiers"] = "AUC: P(a correct candidate outscores a wrong one), ties half; pooled over the cell and within problems"
-    return Report(
+    built = Report(
         accuracy, per_cell, bin_summary, problem_bins, frontier, frontier_flops, models, comparison, settings, points,
         verifiers=verifier_quality(cells, candidates),
     )
+    return replace(built, findings=findings_frame(built))
 
 
 # ---- renderings ---------------------------------------------------------------------------
@@ -208,7 +212,9 @@ def display_views(report: Report, tables: list[str] | None = None) -> dict[str, 
     views: dict[str, tuple[list[str], list[list[str]]]] = {}
     for name in _pick(tables):
         frame = report.table(name)
-        if name == "accuracy":
+        if name == "findings":
+            views[name] = (["finding", "what the results show"], [[r["kind"], r["text"]] for r in frame.iter_rows(named=True)])
+        elif name == "accuracy":
             views[name] = _accuracy_view(frame)
         elif name == "bins":
             views[name] = (
