@@ -242,8 +242,9 @@ def headline(report) -> str:  # noqa: ANN001
         hi = _best(acc.filter(pl.col("n") == n_hi), ["n"]).row(0, named=True)
         by_bin = _best(option_accuracy(mine, report.problem_bins).filter(pl.col("n") == n_hi), ["bin"]).sort("bin")
         choices = by_bin.group_by("option", maintain_order=True).agg(pl.col("bin"))
-        # Per-bin advice only where choosing per bin held up out of sample (two-fold gain > 0).
-        if choices.height > 1 and g is not None and g["gain"] > 0:
+        # Per-bin advice only where choosing per bin held up out of sample: the two-fold gain's
+        # interval above 0. Otherwise one strategy is the honest advice.
+        if choices.height > 1 and g is not None and g["gain_ci_low"] is not None and g["gain_ci_low"] > 0:
             per_bin = ", ".join(
                 f"{r['option']} on difficulty bin{'s' if len(r['bin']) > 1 else ''} {', '.join(r['bin'])}" for r in choices.iter_rows(named=True)
             )
