@@ -67,4 +67,6 @@ def test_two_runs_at_once_compute_each_problem_once(command, engine, request, tm
     assert max(per_problem.values()) == 1, [k for k, n in per_problem.items() if n > 1]  # none computed twice
     per_process = Counter(pid for (pid, _, _) in computed.elements())
     assert set(per_process) == {p.pid for p in procs}
-    assert "shard deferred" in background.log(procs[0]) + background.log(procs[1])  # one met the other's claims
+    # one met the other's claims: said in its INFO lines, which go to the command's log file
+    logs = [Path(line.removeprefix("log: ")) for p in procs for line in background.log(p).splitlines() if line.startswith("log: ")]
+    assert len(logs) == 2 and "shard deferred" in "".join(f.read_text(encoding="utf-8") for f in logs)
