@@ -88,7 +88,8 @@ class CellSpec(Config):
     strategy: StrategySpec
     """The strategy and its parameters, picked by `name`."""
     n: int = Field(ge=1, le=MAX_N)
-    """N: samples for Best-of-N/majority, generations per step for beam search/DVTS, chains for self_refine."""
+    """N: samples for Best-of-N/majority, generations per step for beam search/DVTS, chains for
+    self_refine, particles for particle_filtering."""
     dataset: DatasetSpec
     """The problems: a registered dataset or a JSONL file, optionally filtered by `levels` and `limit`."""
     seed: int = Field(0, ge=INT64_MIN, le=INT64_MAX)

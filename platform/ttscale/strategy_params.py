@@ -170,7 +170,31 @@ class SelfRefineParams(StrategyParams):
         return generations, generations * sampling.max_tokens
 
 
-ALL_PARAMS: tuple[type[StrategyParams], ...] = (MajorityParams, BestOfNParams, BeamSearchParams, DVTSParams, SelfRefineParams)
+class ParticleFilteringParams(StrategyParams):
+    """Particle filtering (Puri et al. 2025): N particles grown a step at a time, resampled in
+    proportion to the verifier's reward of their paths."""
+
+    name: Literal["particle_filtering"] = "particle_filtering"
+    needs_verifier: ClassVar[bool] = True
+    summary: ClassVar[str] = "Particle filtering: N particles grown step by step, resampled by the verifier's reward"
+    n_iterations: int = Field(40, ge=1, le=200)
+    """Maximum steps per particle; the last iteration rolls every live particle out to the end (as
+    beam search's `n_iterations`)."""
+    resample_temperature: float = Field(1.0, gt=0.0, le=100.0)
+    """τ: particles are drawn with probability softmax(logit(r) / τ) over the problem's N particles,
+    r the reward of each one's path. 1 is the paper's (and its_hub's) softmax of the reward's
+    logit; larger values flatten the draw, smaller ones sharpen it."""
+
+    def estimate(self, n: int, sampling: Sampling) -> tuple[int, int]:
+        """N particles, each a step of at most `step_max_tokens` per iteration; the last
+        iteration rolls every particle out to `max_tokens`."""
+        tokens = n * (self.n_iterations - 1) * sampling.step_max_tokens + n * sampling.max_tokens
+        return n * self.n_iterations, tokens
+
+
+ALL_PARAMS: tuple[type[StrategyParams], ...] = (
+    MajorityParams, BestOfNParams, BeamSearchParams, DVTSParams, SelfRefineParams, ParticleFilteringParams,
+)  # fmt: skip
 """Every strategy's parameter model; `spec.StrategySpec` is their union, picked by `name`."""
 PARAMS_BY_NAME: dict[str, type[StrategyParams]] = {p.model_fields["name"].default: p for p in ALL_PARAMS}
 STRATEGY_NAMES: tuple[str, ...] = tuple(PARAMS_BY_NAME)
