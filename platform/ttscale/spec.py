@@ -12,19 +12,19 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from ttscale import field_errors
 from ttscale.errors import SpecError
+from ttscale.field_errors import one_line
 from ttscale.files import MAX_SPEC_BYTES, read_text
 from ttscale.fidelity import Fidelity, rules
-from ttscale.strategy_params import ALL_PARAMS, STRATEGY_NAMES, Config
+from ttscale.strategy_params import ALL_PARAMS, STRATEGY_NAMES, Aggregation, Config
 
 
-Aggregation = Literal["last", "min", "prod"]
 MAX_N = 4096
 """Largest budget N of a cell (`CellSpec.n`)."""
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -236,51 +236,8 @@ class SweepSpec(Config):
 
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:
-    """One line per problem: `field.path: message, got value`."""
-    lines = []
-    for e in err.errors():
-        loc = _field_path(e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        got = e.get("input")
-        shown = "" if isinstance(got, dict | list) or e["type"] == "missing" or msg.endswith(str(got)) else f", got {_short(repr(got))}"
-        # Model-level checks already name their field in the message.
-        line = f"{loc}: {msg}{shown}" if loc else msg
-        lines.append(prefix + _one_line(line))
-    return "\n".join(lines)
-
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
-
-
-def _field_path(loc: tuple) -> str:
-    """`strategies[0].beam_width` from pydantic's ('strategies', 0, 'beam_search', 'beam_width'):
-    the discriminator tag pydantic inserts after a union's index is dropped; a key that is not
-    a plain name (empty, spaces, a number) is shown quoted in brackets: `['my key']`, `[1]`."""
-    out = ""
-    for i, part in enumerate(loc):
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in STRATEGY_NAMES and i >= 1 and isinstance(loc[i - 1], int):
-            continue
-        elif _NAME.fullmatch(part):
-            out += ("." if out else "") + part
-        else:
-            out += f"[{_short(repr(part), 60)}]"
-    return out
-
-
-_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
-
-
-def _one_line(text: str, limit: int = 500) -> str:
-    """`text` with control characters (line breaks, terminal escapes) written as escapes, so a
-    key or value from a spec can neither split an error line nor drive the terminal; cut at
-    `limit` characters."""
-    return _short(_CONTROL.sub(lambda m: repr(m.group())[1:-1], text), limit)
-
-
-def _short(text: str, limit: int = 100) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """One line per problem: `field.path: message, got value` (`field_errors`), strategy tags dropped."""
+    return field_errors.format_validation_error(err, prefix, union_tags=STRATEGY_NAMES)
 
 
 def as_cell(cell: CellSpec | Mapping | str) -> CellSpec:
@@ -345,11 +302,11 @@ def load_yaml_text(text: str, source: str = "spec") -> Any:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "python/" in first:
             first += " (YAML is loaded safely: tags that build Python objects are refused)"
-        raise SpecError(f"{source}: not valid YAML: {_one_line(first)}") from None
+        raise SpecError(f"{source}: not valid YAML: {one_line(first)}") from None
     except RecursionError:
         raise SpecError(f"{source}: not valid YAML: nested too deeply") from None
     except Exception as err:  # noqa: BLE001 - the safe loader on bad input: a constructor's ValueError etc.
-        raise SpecError(f"{source}: not valid YAML: {type(err).__name__}: {_one_line(str(err), 200)}") from None
+        raise SpecError(f"{source}: not valid YAML: {type(err).__name__}: {one_line(str(err), 200)}") from None
 
 
 def parse_sweep_text(text: str, source: str = "spec") -> SweepSpec:

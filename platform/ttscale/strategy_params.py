@@ -46,6 +46,10 @@ class Config(BaseModel):
         return data
 
 
+Aggregation = Literal["last", "min", "prod"]
+"""How a candidate's step scores become one score (`ttscale.aggregation`)."""
+
+
 class Sampling(Protocol):
     """The token limits a work estimate needs (`spec.SamplingParams` has them)."""
 
@@ -65,6 +69,8 @@ class StrategyParams(Config):
     and DVTS this way) and verdicts are judged at every power of two up to N."""
     summary: ClassVar[str] = ""
     """One line for `ttscale ls strategies` and the CLI's help."""
+    applies_policy: ClassVar[bool] = False
+    """The strategy applies a compute-optimal policy (`ttscale.policy`): a policy cannot choose it."""
 
     def budget_error(self, n: int) -> str | None:
         """Why budget `n` cannot run this strategy (a message naming the field), or None."""
