@@ -14,6 +14,8 @@ def _type_name(annotation) -> str:
     text = text or str(annotation).replace("typing.", "").replace("ttscale.spec.", "").replace("ttscale.policy.", "")
     if "discriminator=" in text or "MajorityParams" in text or "StrategySpec" in text:  # the strategies union: say what it is, not how pydantic spells it
         text = "list[strategy]" if text.startswith("list") else "strategy"
+    # A policy is written as a file's path; the spec reader embeds the file's content (`spec.embed_policy`).
+    text = text.replace("dict[str, Any]", "path of a policy file")
     return text.replace("|", "\\|")
 
 

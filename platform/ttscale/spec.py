@@ -13,7 +13,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Mapping
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
@@ -22,7 +22,8 @@ from ttscale.errors import SpecError
 from ttscale.field_errors import one_line
 from ttscale.files import MAX_SPEC_BYTES, read_text
 from ttscale.fidelity import Fidelity, rules
-from ttscale.strategy_params import ALL_PARAMS, STRATEGY_NAMES, Aggregation, Config
+from ttscale.policy import load_policy, parse_policy
+from ttscale.strategy_params import ALL_PARAMS, PARAMS_BY_NAME, STRATEGY_NAMES, Aggregation, Config, StrategyParams
 
 
 MAX_N = 4096
@@ -107,6 +108,9 @@ class CellSpec(Config):
             raise ValueError(f"n: {error}")
         if self.strategy.needs_verifier and self.verifier is None:
             raise ValueError(f"verifier: strategy {self.strategy.name} needs a verifier")
+        error = policy_error(self.strategy, "strategy.policy", model=self.model, verifier=self.verifier, aggregation=self.aggregation, n=self.n)
+        if error:
+            raise ValueError(error)
         return self
 
     def canonical_json(self) -> str:
@@ -197,6 +201,10 @@ class SweepSpec(Config):
                 raise ValueError(f"strategies[{i}].beam_width: every budget must be a multiple of {m}, got n={bad[0]}")
             if bad:
                 raise ValueError(f"strategies[{i}]: budget {bad[0]}: {strat.budget_error(bad[0])}")
+            for model, verifier, n in itertools.product(self.models, [v for v in self.verifiers if v is not None], self.budgets):
+                error = policy_error(strat, f"strategies[{i}].policy", model=model, verifier=verifier, aggregation=self.aggregation, n=n)
+                if error:
+                    raise ValueError(error)
             if strat.needs_verifier and all(v is None for v in self.verifiers):
                 raise ValueError(f"strategies[{i}]: {strat.name} needs a verifier; add one to `verifiers`")
         return self
@@ -235,6 +243,37 @@ class SweepSpec(Config):
         return cell.model_copy(update={"n": max(self.budgets)})
 
 
+def policy_error(strategy: StrategyParams, field: str, *, model: str, verifier: str | None, aggregation: str, n: int) -> str | None:
+    """Why a cell cannot apply the policy its strategy carries (`Policy.cell_error`), naming
+    `field`; None for a strategy that applies no policy."""
+    if not strategy.applies_policy:
+        return None
+    try:
+        policy = parse_policy(strategy.policy, source=field)
+    except SpecError as err:
+        return str(err)
+    error = policy.cell_error(model=model, verifier=verifier, aggregation=aggregation, n=n)
+    return f"{field}: {error}" if error else None
+
+
+def embed_policy(strategy: Any, field: str) -> Any:
+    """`strategy` (a spec's mapping) with its policy, where it applies one, read and embedded:
+    a path is replaced by the file's validated content, a mapping by its validated form, so the
+    cell's id is the policy's content and a worker needs no file. Anything else is left to
+    validation to reject."""
+    if not isinstance(strategy, dict) or not isinstance(name := strategy.get("name"), str):
+        return strategy
+    params = PARAMS_BY_NAME.get(name)
+    if params is None or not params.applies_policy:
+        return strategy
+    given = strategy.get("policy")
+    if isinstance(given, str):
+        return {**strategy, "policy": load_policy(given, what=field).model_dump(mode="json")}
+    if isinstance(given, dict):
+        return {**strategy, "policy": parse_policy(given, source=field).model_dump(mode="json")}
+    return strategy
+
+
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:
     """One line per problem: `field.path: message, got value` (`field_errors`), strategy tags dropped."""
     return field_errors.format_validation_error(err, prefix, union_tags=STRATEGY_NAMES)
@@ -252,9 +291,12 @@ def as_cell(cell: CellSpec | Mapping | str) -> CellSpec:
 
 
 def parse_sweep(data: Any, source: str = "spec") -> SweepSpec:
-    """Validate a loaded YAML/JSON mapping into a SweepSpec or raise SpecError naming the fields."""
+    """Validate a loaded YAML/JSON mapping into a SweepSpec or raise SpecError naming the fields.
+    A strategy's policy file is read and embedded first (`embed_policy`)."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a sweep spec must be a mapping, got {type(data).__name__}")
+    if isinstance(strategies := data.get("strategies"), list):
+        data = {**data, "strategies": [embed_policy(s, f"strategies[{i}].policy") for i, s in enumerate(strategies)]}
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as err:

@@ -1,12 +1,17 @@
-"""`ttscale report SWEEP --policy FILE` through the real entry point: a small scripted sweep is run
-and the compute-optimal policy it supports is written, a file that loads and validates."""
+"""`ttscale report SWEEP --policy FILE` through the real entry point: a small scripted sweep is run,
+the compute-optimal policy it supports is written (a file that loads and validates), and a second
+sweep on another seed runs the `adaptive` strategy with that file beside a fixed strategy: every
+problem's tree holds its probes, and the report compares the two at the same n and FLOPs."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
+import polars as pl
+
 from tests.cli import TTSCALE, ttscale
-from tests.orchestration import env_for, sqlite_store
+from tests.orchestration import env_for, read_all, sqlite_store
 from tests.plugins.prefect_mlflow import no_prefect_env
 from ttscale.policy import load_policy
 
@@ -27,6 +32,24 @@ datasets:
   - name: arith
     limit: 12
 seeds: [0]
+shard_size: 12
+"""
+
+
+ADAPTIVE_SPEC = """\
+name: apply
+models: [scripted]
+verifiers: [arithmetic]
+strategies:
+  - name: adaptive
+    policy: {policy}
+    probes: 2
+  - name: best_of_n
+budgets: [2, 4]
+datasets:
+  - name: arith
+    limit: 12
+seeds: [1]
 shard_size: 12
 """
 
@@ -60,3 +83,26 @@ def test_report_writes_the_policy_the_frontier_chose(tmp_path, mlflow_down_uri):
     other = ttscale("report", "learn", "--table", "bins", "--policy", str(tmp_path / "other.json"), "--policy-model", "other", env=env)
     assert other.returncode == 2 and other.stderr.strip().splitlines()[-1] == "error: policy: no cells of other on any dataset; have scripted on arith"
     assert not (tmp_path / "other.json").exists()
+
+    # The policy on another seed: adaptive beside best_of_n, through `ttscale sweep run`.
+    run_sweep(ADAPTIVE_SPEC.format(policy=out), "apply", tmp_path, env)
+    sweep = read_all(env["TTSCALE_DATABASE_URL"], "")["sweeps"].filter(pl.col("name") == "apply").row(0, named=True)
+    data = read_all(env["TTSCALE_DATABASE_URL"], sweep["sweep_id"])
+    adaptive = data["cells"].filter(pl.col("strategy") == "adaptive")
+    assert adaptive.height == 2 and set(adaptive["status"]) == {"done"}
+    for cell in adaptive.iter_rows(named=True):
+        runs = data["runs"].filter(pl.col("cell_id") == cell["cell_id"])
+        assert runs.height == 12 and (runs["n_candidates"] > 0).all()
+        assert cell["n_generated_tokens"] == runs["n_generated_tokens"].sum() > 0  # probes included, node by node
+    exported = ttscale("export", "apply", "--format", "csv", "--out", str(tmp_path / "export"), env=env)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    nodes = pl.read_csv(tmp_path / "export" / "nodes.csv")
+    adaptive_nodes = nodes.filter(pl.col("cell_id").is_in(adaptive["cell_id"].implode()))
+    # Each problem's 2 probes are its first nodes, whole completions at depth 0.
+    probes = adaptive_nodes.filter(pl.col("node_id") < 2)
+    assert probes.height == 2 * 2 * 12 and set(probes["kind"]) == {"completion"} and set(probes["depth"]) == {0}
+    report = ttscale("report", "apply", "--format", "json", "--table", "frontier", "--table", "accuracy", env=env)
+    assert report.returncode == 0, report.stderr[-3000:]
+    tables = json.loads(report.stdout)["tables"]
+    assert {r["config"] for r in tables["accuracy"]} == {"adaptive", "best_of_n"}
+    assert {r["budget"] for r in tables["frontier"]} >= {2, 4}

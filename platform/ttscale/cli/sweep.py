@@ -186,7 +186,7 @@ def plan_line(plan: SweepPlan) -> str:
 
 
 def _strategy_label(cell) -> str:  # noqa: ANN001
-    params = {k: v for k, v in cell.strategy.model_dump().items() if k != "name"}
+    params = cell.strategy.shown_params()
     return cell.strategy.name + (f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "")
 
 
