@@ -54,6 +54,7 @@ def test_weights_are_the_softmax_of_the_reward_logits():
     # Rewards of exactly 0 and 1 are clipped to 1e-7 and 1 - 1e-7: finite, the 0 all but never drawn.
     w = weights([0.0, 1.0], 1.0)
     assert w[0] == pytest.approx(1e-14, rel=1e-3) and w[1] == pytest.approx(1.0)
+    assert weights([float("nan"), 0.0], 1.0) == pytest.approx([0.5, 0.5])  # NaN: the lowest reward
 
 
 def test_resample_draws_by_inverse_cdf():

@@ -64,8 +64,10 @@ class Particle:
 
 
 def weights(rewards: Sequence[float], temperature: float) -> list[float]:
-    """softmax(logit(r) / τ) of each reward r in [0, 1]: with τ = 1, proportional to r / (1 - r)."""
-    logits = [math.log(r / (1.0 - r)) / temperature for r in (min(max(x, _CLIP), 1.0 - _CLIP) for x in rewards)]
+    """softmax(logit(r) / τ) of each reward r in [0, 1]: with τ = 1, proportional to r / (1 - r).
+    A NaN reward (a verifier that could not score) counts as the lowest."""
+    clipped = (_CLIP if math.isnan(x) else min(max(x, _CLIP), 1.0 - _CLIP) for x in rewards)
+    logits = [math.log(r / (1.0 - r)) / temperature for r in clipped]
     top = max(logits)
     unnormalised = [math.exp(x - top) for x in logits]
     total = sum(unnormalised)
