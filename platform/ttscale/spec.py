@@ -13,7 +13,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
