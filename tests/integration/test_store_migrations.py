@@ -32,7 +32,7 @@ def test_upgrade_downgrade_upgrade(engine):
         store.check_reachable_and_migrated(engine)
     store.upgrade(engine)
     assert tables(engine) == TABLES
-    assert store.check_reachable_and_migrated(engine) == store.head_revision() == "0004"
+    assert store.check_reachable_and_migrated(engine) == store.head_revision() == "0005"
     store.downgrade(engine, "base")
     assert tables(engine) == set()
     with engine.connect() as conn:

@@ -20,6 +20,8 @@ from ttscale.analysis.verdicts import MODES
 from ttscale.cli import terminal
 from ttscale.cli.context import DB_HELP, console, settings_for
 from ttscale.errors import SpecError
+from ttscale.policy import save_policy
+from ttscale.store.provenance import code_version
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,11 @@ def register(app: typer.Typer) -> None:
             None, "--table", help=f"Only these tables (repeatable): {', '.join(TABLES)}"
         ),
         out: Optional[Path] = typer.Option(None, "--out", help="Write the report to this file instead of stdout"),
+        policy: Optional[Path] = typer.Option(
+            None, "--policy", help="Also write the compute-optimal policy (predicted bins, whatever --bins) to this JSON file, for the `adaptive` strategy"
+        ),
+        policy_model: Optional[str] = typer.Option(None, help="The model the policy is for (needed when the cells have several)"),
+        policy_dataset: Optional[str] = typer.Option(None, help="The dataset the policy is learned on (needed when the cells have several)"),
         db: Optional[str] = typer.Option(None, help=DB_HELP),
     ) -> None:
         """Analyse stored cells: accuracy@n, bins, compute-optimal frontier, models at matched FLOPs."""
@@ -51,25 +58,43 @@ def register(app: typer.Typer) -> None:
                 raise SpecError(f"--table: unknown {name!r}; allowed: {', '.join(TABLES)}")
         if draws < 1:
             raise SpecError(f"--draws: must be >= 1, got {draws}")
-        result = build_from_store(
-            target, settings_for(db).database_url, mode=mode, bins=bins, n_draws=draws, seed=seed, fold_seed=fold_seed, flops=flops
-        )
+        stored, sweep = read_from_store(target, settings_for(db).database_url)
+        result = build_report_of(target, stored, mode=mode, bins=bins, n_draws=draws, seed=seed, fold_seed=fold_seed, flops=flops)
         write_report(result, fmt, table, out)
         if plot is not None:
             path = plot_frontier(result.models, plot, frontier=result.frontier, title=f"ttscale report {target}")
             print(f"plot: {path}", file=terminal.stderr())
+        if policy is not None:
+            learned = results.policy(stored, sweep=sweep, code_version=code_version(), model=policy_model, dataset=policy_dataset)
+            path = save_policy(learned, policy)
+            print(
+                f"policy: {path} ({learned.model} on {learned.dataset}, {len(learned.predictor.bins)} bins, budgets {list(learned.budgets)})",
+                file=terminal.stderr(),
+            )
+
+
+def read_from_store(target: str, url: str) -> tuple[results.StoredResults, dict | None]:
+    """The cells of `target` with what analysis needs, and the sweep's row (None for a cell)."""
+    start = time.perf_counter()
+    with store.opened(url, create_embedded=False) as engine, store.connect(engine) as conn:
+        stored = results.read_results(conn, results.resolve_cells(conn, target))
+        sweep = results.resolve_sweep(conn, target)
+    logger.info("report read cells=%d candidates=%d elapsed_s=%.1f", stored.cells.height, stored.candidates.height, time.perf_counter() - start)
+    if stored.candidates.height == 0:
+        raise SpecError(f"SWEEP_OR_CELL: {target!r} has no stored candidates yet")
+    return stored, sweep
 
 
 def build_from_store(target: str, url: str, **options: object) -> Report:
     """Read the cells of `target` with what analysis needs, and build the report."""
+    return build_report_of(target, read_from_store(target, url)[0], **options)
+
+
+def build_report_of(target: str, stored: results.StoredResults, **options: object) -> Report:
+    """The report of the cells of `target` read by `read_from_store`."""
     start = time.perf_counter()
-    with store.opened(url, create_embedded=False) as engine, store.connect(engine) as conn:
-        stored = results.read_results(conn, results.resolve_cells(conn, target))
-    logger.info("report read cells=%d candidates=%d elapsed_s=%.1f", stored.cells.height, stored.candidates.height, time.perf_counter() - start)
-    if stored.candidates.height == 0:
-        raise SpecError(f"SWEEP_OR_CELL: {target!r} has no stored candidates yet")
     built = results.report(stored, **options)
-    logger.info("report built cells=%d elapsed_s=%.1f", stored.cells.height, time.perf_counter() - start)
+    logger.info("report built target=%s cells=%d elapsed_s=%.1f", target, stored.cells.height, time.perf_counter() - start)
     return built
 
 

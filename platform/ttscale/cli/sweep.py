@@ -181,7 +181,8 @@ def plan_line(plan: SweepPlan) -> str:
 
 
 def _strategy_params(cell) -> str:  # noqa: ANN001
-    return " ".join(f"{k}={v}" for k, v in cell.strategy.model_dump().items() if k != "name") or "-"
+    # shown_params: an adaptive cell's embedded policy shows as its id, not the whole file
+    return " ".join(f"{k}={v}" for k, v in cell.strategy.shown_params().items()) or "-"
 
 
 def print_plan(out, plan: SweepPlan) -> None:  # noqa: ANN001

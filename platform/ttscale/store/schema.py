@@ -258,6 +258,9 @@ class NodeRow(Base):
     finish_reason: Mapped[str] = mapped_column(_NAME)
     selected: Mapped[bool] = mapped_column(sa.Boolean)
     pruned: Mapped[bool] = mapped_column(sa.Boolean)
+    weight: Mapped[float | None] = mapped_column(sa.Double)
+    """Particle filtering: the node's share of its problem's particles at the last resampling it
+    took part in (`tree.Node.weight`); null for other strategies."""
 
 
 class VerdictRow(Base):
