@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
                 console(stderr=True).print(
                     f"ttscale serve: {policy_file.model} with policy {policy_file.policy_id} (budgets {list(policy_file.budgets)}, "
                     f"default n={options.n}) on http://{host}:{port}/v1{where}; Ctrl-C stops",
-                    markup=False,
+                    markup=False, soft_wrap=True,  # one line, however narrow the terminal: scripts grep the URL
                 )
                 run_server(answerer, sock, max_batch=max_batch)
         finally:
