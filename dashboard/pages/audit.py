@@ -59,15 +59,12 @@ for name, run_id, href, hint in (
     ("MLflow run", record.get("mlflow_run_id"), mlflow_url, links.mlflow_hint(settings.mlflow_tracking_uri)),
     ("Prefect flow run", record.get("prefect_flow_run_id"), prefect_url, links.prefect_hint()),
 ):
-    # lines built before st.text: the SQL-from-strings check reads any text(f-string) call
     if not run_id:
-        line = f"{name}: none recorded"
-        st.text(line)
+        st.text(f"{name}: none recorded")
     elif href:
         st.link_button(f"{name} {run_id}", href)  # the label is shown as text, the link as a URL
     else:
-        line = f"{name}: {run_id} — {hint}"
-        st.text(line)
+        st.text(f"{name}: {run_id} — {hint}")
 
 st.markdown("**Counts and timings**")
 counts = views.audit_counts(cells, runs)
