@@ -30,6 +30,7 @@ from ttscale.fidelity import rules
 from ttscale.grading import extract_answer, group_equivalent, is_correct, parse_gold
 from ttscale.planning import PreparedCell, prepare_cell
 from ttscale.prompting import PromptBuilder
+from ttscale.scheduling import Scheduling, search_per_problem
 from ttscale.settings import Settings
 from ttscale.spec import CellSpec, as_cell
 from ttscale.strategies import run_strategy
@@ -83,8 +84,12 @@ def grade(problem: Problem, result: ProblemResult) -> ProblemResult:
     return result
 
 
-def search_shard(cell: CellSpec, problems: Sequence[Problem], runtime: CellRuntime, progress: Progress | None = None) -> ShardOutcome:
-    """Run the cell's strategy on `problems` (one batched search), grade and judge."""
+def search_shard(cell: CellSpec, problems: Sequence[Problem], runtime: CellRuntime, progress: Progress | None = None,
+                 *, scheduling: Scheduling | None = None) -> ShardOutcome:
+    """Run the cell's strategy on `problems`, grade and judge. `scheduling` (`ttscale.scheduling`):
+    `barrier`, one batched search over all problems; `per_problem`, each problem on its own over a
+    policy that batches concurrent calls; None: `per_problem` where the policy does
+    (`batches_concurrent_calls`, the vLLM backend's async engine), else `barrier`."""
     start = time.perf_counter()
     ctx = SearchContext(
         policy=runtime.policy,
@@ -96,8 +101,14 @@ def search_shard(cell: CellSpec, problems: Sequence[Problem], runtime: CellRunti
         progress=progress,
         rules=rules(cell.fidelity),
     )
-    logger.info("shard start cell=%s strategy=%s n=%d problems=%d", cell.cell_id, cell.strategy.name, cell.n, len(problems))
-    results = run_strategy(list(problems), cell.n, cell.strategy, ctx)
+    if scheduling is None:
+        scheduling = "per_problem" if getattr(runtime.policy, "batches_concurrent_calls", False) else "barrier"
+    logger.info("shard start cell=%s strategy=%s n=%d problems=%d scheduling=%s",
+                cell.cell_id, cell.strategy.name, cell.n, len(problems), scheduling)
+    if scheduling == "per_problem":
+        results = search_per_problem(list(problems), cell.n, cell.strategy, ctx)
+    else:
+        results = run_strategy(list(problems), cell.n, cell.strategy, ctx)
     for problem, result in zip(problems, results, strict=True):
         check_tree(result)
         grade(problem, result)

@@ -72,7 +72,7 @@ def in_process_policy(vllm_settings):
 @pytest.mark.parametrize("name,params,n", [CASES[0], CASES[2], CASES[3]], ids=["best_of_n", "beam_search", "dvts"])
 def test_greedy_decoding_grows_the_same_tree_twice(in_process_policy, vllm_settings, arith_problems, name, params, n):
     # The engine core in this process: every request of a call is queued before the first step,
-    # so batches (and bf16 rounding) do not depend on timing (`vllm_engine._start_engine`).
+    # so batches (and bf16 rounding) do not depend on timing (`vllm_core.start_llm`).
     a = _run(in_process_policy, vllm_settings, arith_problems, name, params, n, temperature=0.0)
     b = _run(in_process_policy, vllm_settings, arith_problems, name, params, n, temperature=0.0)
     assert [[c.text for c in r.candidates] for r in a] == [[c.text for c in r.candidates] for r in b]
