@@ -8,9 +8,10 @@ block size: one engine each, started one after the other), on that one engine:
 
 1. the **decode ceiling** at the shard's batch: B = problems × N distinct few-shot solve prompts
    (the shared prefix cached), 64 tokens each with EOS ignored — the engine's generated tokens/s
-   at the same number of concurrent sequences as the search; measured before and after the
-   strategies (their mean is the ceiling; the two show how the shared machine drifted), and the
-   engine's **prefill rate** (B/8 prompts computed whole, one token generated);
+   at the same number of concurrent sequences as the search — and the engine's **prefill rate**
+   (B/8 prompts computed whole, one token generated); measured before the first run and after
+   every run, so that each run's ceiling is the mean of the two measured just around it (the
+   machine is shared and its load drifts within minutes);
 2. each strategy (beam search, DVTS, Best-of-N; N=8, M=4) through `runner.search_shard` on one
    shard of the same problems, with the programmatic `arithmetic` verifier, reported as generated
    tokens/s, its fraction of the ceiling, the prompt tokens the engine computed per generated
@@ -112,11 +113,27 @@ def load_runtime(cell, settings, *, kv_block_size: int | None = None, engine: st
 # ---- the engine's own rates ---------------------------------------------------------------------
 
 
-def decode_ceiling(runtime, problems, batch: int, tokens: int = CEILING_TOKENS) -> tuple[float, float]:
-    """(wall s, generated tokens/s) of `batch` distinct solve prompts (the problems', cycled, each
-    made distinct by a suffix; the shared prefix cached first), `tokens` tokens each with EOS
-    ignored, in one engine call: fixed work per sequence. Through `policy.generate_raw` because
-    the Policy protocol has no ignore_eos: this measures the engine, not ttscale."""
+@dataclass
+class Rates:
+    """The engine's own rates at the shard's batch, measured between the strategies' runs."""
+
+    wall_s: float
+    tokens_per_s: float
+    """Decode: generated tokens/s of B sequences."""
+    cpu_s_per_token: float
+    """CPU seconds (this process and the engine's) per generated token: less sensitive to the other
+    jobs on a shared machine than wall time."""
+    prefill_tokens_per_s: float
+    load: str
+
+
+def decode_ceiling(runtime, problems, batch: int, tokens: int = CEILING_TOKENS, prefill: bool = True) -> Rates:
+    """The decode rate of `batch` distinct solve prompts (the problems', cycled, each made distinct
+    by a suffix; the shared prefix cached first), `tokens` tokens each with EOS ignored, in one
+    engine call: fixed work per sequence; with `prefill`, also `prefill_rate` on B/8 prompts.
+    Through `policy.generate_raw` because the Policy protocol has no ignore_eos: this measures the
+    engine, not ttscale."""
+    import _common as c
     from vllm import SamplingParams
 
     policy = runtime.policy
@@ -124,10 +141,12 @@ def decode_ceiling(runtime, problems, batch: int, tokens: int = CEILING_TOKENS) 
     policy.reset_prefix_cache()
     ids = policy.tokenize([f"{base[i % len(base)]}Attempt {i}:" for i in range(batch)])
     policy.generate_raw(ids[:1], SamplingParams(max_tokens=1))  # the shared prefix cached
-    start = time.perf_counter()
-    policy.generate_raw(ids, SamplingParams(max_tokens=tokens, ignore_eos=True, temperature=0.8))
-    wall = time.perf_counter() - start
-    return wall, batch * tokens / wall
+    with c.LoadSampler() as load:
+        cpu0, start = c.tree_cpu_s(), time.perf_counter()
+        policy.generate_raw(ids, SamplingParams(max_tokens=tokens, ignore_eos=True, temperature=0.8))
+        wall, cpu = time.perf_counter() - start, c.tree_cpu_s() - cpu0
+        rate = prefill_rate(runtime, problems, max(8, batch // 8)) if prefill else float("nan")
+    return Rates(wall, batch * tokens / wall, cpu / (batch * tokens), rate, load.summary)
 
 
 def prefill_rate(runtime, problems, batch: int) -> float:
@@ -143,7 +162,38 @@ def prefill_rate(runtime, problems, batch: int) -> float:
     return sum(map(len, ids)) / (time.perf_counter() - start)
 
 
-# ---- one engine: ceiling, strategies, ceiling ---------------------------------------------------
+# ---- one engine: rates, then each run followed by the rates again --------------------------------
+
+
+@dataclass
+class Run:
+    """One strategy run and the engine's rates measured just before and just after it (the
+    machine is shared: its load drifts within minutes, so each run has its own ceiling)."""
+
+    strategy: str
+    scheduling: str
+    m: object  # _common.Measured
+    before: Rates
+    after: Rates
+
+    @property
+    def ceiling(self) -> float:
+        return (self.before.tokens_per_s + self.after.tokens_per_s) / 2
+
+    @property
+    def fraction(self) -> float:
+        return self.m.tokens_per_s / self.ceiling
+
+    @property
+    def cpu_fraction(self) -> float:
+        """The ceiling's CPU seconds per generated token over the run's: the fraction of the ceiling
+        in CPU time, which the other jobs on the machine distort less than wall time."""
+        ceiling = (self.before.cpu_s_per_token + self.after.cpu_s_per_token) / 2
+        return ceiling / (self.m.cpu_s / max(1, self.m.generated_tokens))
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return (self.before.prefill_tokens_per_s + self.after.prefill_tokens_per_s) / 2
 
 
 @dataclass
@@ -151,15 +201,8 @@ class EngineRun:
     block_size: int
     engine: str
     startup_s: float
-    ceiling_before: float
-    ceiling_after: float
-    prefill_tokens_per_s: float
-    runs: list  # (strategy, scheduling, Measured)
+    runs: list[Run]
     singles: list  # (strategy, Measured (a), Measured (b)) with --one-at-a-time
-
-    @property
-    def ceiling(self) -> float:
-        return (self.ceiling_before + self.ceiling_after) / 2
 
 
 def measure_engine(args, cells, problems, settings, block_size: int | None, log) -> EngineRun | str:
@@ -171,6 +214,13 @@ def measure_engine(args, cells, problems, settings, block_size: int | None, log)
 
     first = cells[next(iter(cells))]
     batch = len(problems) * args.n
+
+    def rates() -> Rates:
+        got = decode_ceiling(runtime, problems, batch)
+        log(f"  ceiling B={batch}: {got.tokens_per_s:.0f} tok/s, {got.cpu_s_per_token * 1000:.1f} CPU ms/token, "
+            f"prefill {got.prefill_tokens_per_s:.0f} prompt tok/s, load {got.load}")
+        return got
+
     try:
         try:
             runtime = load_runtime(first, settings, kv_block_size=block_size, engine=args.engine)
@@ -180,25 +230,25 @@ def measure_engine(args, cells, problems, settings, block_size: int | None, log)
         policy = runtime.policy
         warm_up(first, runtime)
         log(f"engine ready: block {policy.kv_block_size}, {args.engine}, start-up {policy.startup_s:.0f} s")
-        _, before = decode_ceiling(runtime, problems, batch)
-        prefill = prefill_rate(runtime, problems, max(8, batch // 8))
-        log(f"  ceiling B={batch}: {before:.0f} tok/s; prefill {prefill:.0f} prompt tok/s")
+        last = rates()
         runs, singles = [], []
-        for i, (strategy, cell) in enumerate(cells.items()):
-            modes = args.scheduling if i % 2 == 0 else args.scheduling[::-1]  # alternate which goes first
-            for scheduling in modes:
-                m = c.run_measured(f"{strategy} {scheduling}", cell, [problems], runtime, before=policy.reset_prefix_cache,
-                                   scheduling=scheduling)
-                runs.append((strategy, scheduling, m))
-                log(f"  {strategy} {scheduling}: {m.wall_s:.1f} s, {m.tokens_per_s:.0f} tok/s ({m.tokens_per_s / before:.0%} "
-                    f"of ceiling), {c.prompt_per_generated(m):.2f} prompt computed / generated; {c.engine_summary(m.engine)}")
-            if args.one_at_a_time:
-                a, b = c.compare_batched_vs_single(cell, problems, runtime, single_first=(i % 2 == 1),
-                                                   before=policy.reset_prefix_cache, log=log)
-                singles.append((strategy, a, b))
-        _, after = decode_ceiling(runtime, problems, batch)
-        log(f"  ceiling B={batch} after: {after:.0f} tok/s")
-        return EngineRun(policy.kv_block_size, args.engine, policy.startup_s, before, after, prefill, runs, singles)
+        for _ in range(args.repeat):
+            for i, (strategy, cell) in enumerate(cells.items()):
+                modes = args.scheduling if i % 2 == 0 else args.scheduling[::-1]  # alternate which goes first
+                for scheduling in modes:
+                    m = c.run_measured(f"{strategy} {scheduling}", cell, [problems], runtime,
+                                       before=policy.reset_prefix_cache, scheduling=scheduling)
+                    now = rates()
+                    runs.append(run := Run(strategy, scheduling, m, last, now))
+                    last = now
+                    log(f"  {strategy} {scheduling}: {m.wall_s:.1f} s, {m.tokens_per_s:.0f} tok/s, {run.fraction:.0%} of "
+                        f"the ceiling ({run.cpu_fraction:.0%} in CPU time), {c.prompt_per_generated(m):.2f} prompt computed "
+                        f"/ generated, load {m.load}; {c.engine_summary(m.engine)}")
+                if args.one_at_a_time:
+                    a, b = c.compare_batched_vs_single(cell, problems, runtime, single_first=(i % 2 == 1),
+                                                       before=policy.reset_prefix_cache, log=log)
+                    singles.append((strategy, a, b))
+        return EngineRun(policy.kv_block_size, args.engine, policy.startup_s, runs, singles)
     finally:
         release_policies()
 
@@ -207,9 +257,10 @@ def measure_engine(args, cells, problems, settings, block_size: int | None, log)
 
 
 THROUGHPUT_HEADER = [
-    "| block | strategy | scheduling | wall s | generated tokens | tokens/s | **of ceiling** | prompt computed / generated "
-    "| engine steps | tokens / step | load 1-min mean (max) |",
-    "|---|---|---|---|---|---|---|---|---|---|---|",
+    "| block | strategy | scheduling | wall s | generated tokens | tokens/s | decode ceiling tokens/s (before, after) "
+    "| **of ceiling** | of ceiling, CPU time | prompt computed / generated | engine steps | tokens / step "
+    "| load 1-min mean (max) |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 SPLIT_HEADER = [
     "| block | strategy | scheduling | wall s | in generate s | · decode at ceiling rate (est.) | · prefill at prefill rate "
@@ -221,14 +272,15 @@ SPLIT_HEADER = [
 def throughput_rows(run: EngineRun) -> list[str]:
     import _common as c
 
-    rows = [f"| {run.block_size} | *decode ceiling, B = problems × N* | | | | **{run.ceiling:.0f}** "
-            f"({run.ceiling_before:.0f} before, {run.ceiling_after:.0f} after) | 100% | | | | |"]
-    for strategy, scheduling, m in run.runs:
+    rows = []
+    for r in run.runs:
+        m = r.m
         steps = m.engine.get("vllm:iteration_tokens_total:count", 0)
         step_tokens = m.engine.get("vllm:iteration_tokens_total:sum", 0)
         rows.append(
-            f"| {run.block_size} | {strategy} | {scheduling} | {m.wall_s:.1f} | {m.generated_tokens:,} | {m.tokens_per_s:.0f} "
-            f"| **{m.tokens_per_s / run.ceiling:.0%}** | {c.prompt_per_generated(m):.2f} | {steps:,.0f} "
+            f"| {run.block_size} | {r.strategy} | {r.scheduling} | {m.wall_s:.1f} | {m.generated_tokens:,} "
+            f"| {m.tokens_per_s:.0f} | {r.ceiling:.0f} ({r.before.tokens_per_s:.0f}, {r.after.tokens_per_s:.0f}) "
+            f"| **{r.fraction:.0%}** | {r.cpu_fraction:.0%} | {c.prompt_per_generated(m):.2f} | {steps:,.0f} "
             f"| {step_tokens / max(steps, 1):.0f} | {m.load} |"
         )
     return rows
@@ -238,13 +290,14 @@ def split_rows(run: EngineRun) -> list[str]:
     import _common as c
 
     rows = []
-    for strategy, scheduling, m in run.runs:
-        decode = m.generated_tokens / run.ceiling
-        prefill = c.prompt_computed(m) / run.prefill_tokens_per_s
+    for r in run.runs:
+        m = r.m
+        decode = m.generated_tokens / r.ceiling
+        prefill = c.prompt_computed(m) / r.prefill_tokens_per_s
         rest = m.policy_s - decode - prefill
         python = m.wall_s - m.policy_s - m.verifier_s
         rows.append(
-            f"| {run.block_size} | {strategy} | {scheduling} | {m.wall_s:.1f} | {m.policy_s:.1f} ({m.policy_s / m.wall_s:.0%}) "
+            f"| {run.block_size} | {r.strategy} | {r.scheduling} | {m.wall_s:.1f} | {m.policy_s:.1f} ({m.policy_s / m.wall_s:.0%}) "
             f"| {decode:.1f} ({decode / m.wall_s:.0%}) | {prefill:.1f} ({prefill / m.wall_s:.0%}) "
             f"| {rest:.1f} ({rest / m.wall_s:.0%}) | {m.verifier_s:.2f} | {python:.2f} |"
         )
@@ -260,9 +313,9 @@ def ceiling_only(args, problems, settings, log) -> tuple[list[tuple[int, float, 
         warm_up(cell, runtime)
         out = []
         for batch in CEILING_BATCHES:
-            wall, rate = decode_ceiling(runtime, problems, batch)
-            out.append((batch, wall, rate))
-            log(f"  ceiling B={batch}: {wall:.1f} s, {rate:.0f} tok/s")
+            got = decode_ceiling(runtime, problems, batch, prefill=False)
+            out.append((batch, got.wall_s, got.tokens_per_s))
+            log(f"  ceiling B={batch}: {got.wall_s:.1f} s, {got.tokens_per_s:.0f} tok/s")
         return out, runtime.policy.kv_block_size, runtime.policy.startup_s
     finally:
         release_policies()
@@ -282,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                         "problems), per_problem (each problem on its own; the async engine)")
     parser.add_argument("--engine", choices=("llm", "async"), default=None,
                         help="vLLM's offline LLM or AsyncLLM (default: llm; async when per_problem is measured)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each strategy per engine (the summary gives medians)")
     parser.add_argument("--one-at-a-time", action="store_true",
                         help="also run the reference's one-problem-at-a-time search (shards of one problem)")
     parser.add_argument("--model", default="smollm2-135m")
@@ -355,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     throughput = THROUGHPUT_HEADER + [r for run in runs for r in throughput_rows(run)]
     split = SPLIT_HEADER + [r for run in runs for r in split_rows(run)]
     print("\n".join(throughput + [""] + split))
-    summary = summary_lines(runs, args) + [f"- {f}" for f in failed]
+    summary = summary_lines(runs) + [f"- {f}" for f in failed]
     print("\n".join(summary))
     singles = [(s, a, b) for run in runs for s, a, b in run.singles]
     if singles:
@@ -368,14 +422,17 @@ def main(argv: list[str] | None = None) -> int:
         f"- CPU flags: {c.cpu_flag_summary()}; engine dtype {dtype} (`engine_dtype`)",
         f"- engines: {args.model}, vLLM {'AsyncLLM' if args.engine == 'async' else 'LLM (offline)'}, eager, prefix caching "
         f"on, KV cache {settings.kv_cache_gib:g} GiB, seed {args.seed}; "
-        + "; ".join(f"block {r.block_size}: start-up {r.startup_s:.0f} s (not in any figure), prefill rate "
-                    f"{r.prefill_tokens_per_s:,.0f} prompt tokens/s" for r in runs)
+        + "; ".join(f"block {r.block_size}: start-up {r.startup_s:.0f} s (not in any figure)" for r in runs)
         + "; one engine per block size, one after the other",
         f"- work: {len(problems)} `arith` problems (seed 0) in one shard, N={args.n} ({len(problems) * args.n} sequences), "
         f"M={args.beam_width}, n_iterations={args.n_iterations}, step_max_tokens={args.step_max_tokens}, "
         f"max_tokens={args.max_tokens}, T={args.temperature:g}, top_p=1, verifier `arithmetic` (programmatic); prefix cache "
-        "emptied before each run; ceiling = mean of the decode ceiling measured on the same engine before and after the "
-        f"strategies ({len(problems) * args.n} distinct prompts × {CEILING_TOKENS} tokens, EOS ignored)",
+        "emptied before each run; each run's ceiling = mean of the decode ceiling measured on the same engine just "
+        f"before and just after it ({len(problems) * args.n} distinct prompts × {CEILING_TOKENS} tokens, EOS ignored; the "
+        f"prefill rate: {max(8, len(problems) * args.n // 8)} uncached solve prompts, 1 token each); "
+        f"{args.repeat} run(s) of each strategy per engine, order {', '.join(cells)}"
+        + (f", schedulings alternating first ({', '.join(args.scheduling)} first for the first strategy)"
+           if len(args.scheduling) > 1 else ""),
         "",
         *throughput,
         "",
@@ -395,19 +452,32 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def summary_lines(runs: list[EngineRun], args) -> list[str]:
-    """Each strategy's fraction of the ceiling, and across block sizes / scheduling the best."""
+def summary_lines(runs: list[EngineRun]) -> list[str]:
+    """Per block size, strategy and scheduling: the median fraction of the ceiling (wall and CPU
+    time) and prompt tokens computed per generated token over the repeats; then the best of each."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        for r in run.runs:
+            groups.setdefault((run.block_size, r.strategy, r.scheduling), []).append(r)
     out = []
-    by = {(run.block_size, s, sch): m.tokens_per_s / run.ceiling for run in runs for s, sch, m in run.runs}
-    for (block, strategy, scheduling), frac in by.items():
-        out.append(f"- block {block}, {strategy}, {scheduling}: **{frac:.0%} of the decode ceiling**")
-    if len(runs) > 1:
-        for strategy in dict.fromkeys(s for run in runs for s, _, _ in run.runs):
-            fr = {run.block_size: statistics.mean(m.tokens_per_s / run.ceiling for s, _, m in run.runs if s == strategy)
-                  for run in runs}
-            best = max(fr, key=fr.get)
-            out.append(f"- {strategy}: best block {best} ({fr[best]:.0%} of its ceiling; "
-                       + ", ".join(f"{b}: {f:.0%}" for b, f in fr.items()) + ")")
+    for (block, strategy, scheduling), rs in groups.items():
+        import _common as c
+
+        out.append(
+            f"- block {block}, {strategy}, {scheduling}: **{statistics.median(r.fraction for r in rs):.0%} of the decode "
+            f"ceiling** (wall time; CPU time {statistics.median(r.cpu_fraction for r in rs):.0%}), "
+            f"{statistics.median(c.prompt_per_generated(r.m) for r in rs):.2f} prompt tokens computed per generated token"
+            + (f" — median of {len(rs)}" if len(rs) > 1 else "")
+        )
+    for key in ("block", "scheduling"):
+        pos = 0 if key == "block" else 2
+        for other in dict.fromkeys(k[:pos] + k[pos + 1 :] for k in groups):
+            options = {k[pos]: statistics.median(r.fraction for r in rs) for k, rs in groups.items()
+                       if k[:pos] + k[pos + 1 :] == other}
+            if len(options) > 1:
+                best = max(options, key=options.get)
+                out.append(f"- {' '.join(map(str, other))}: best {key} {best} ("
+                           + ", ".join(f"{o}: {f:.0%}" for o, f in options.items()) + " of the ceiling)")
     return out
 
 
