@@ -126,6 +126,9 @@ def _load(conn, sweep, n_candidates: int) -> None:
         pl.lit(n_candidates).alias("n_candidates"),
         pl.lit(0).alias("n_nodes"),
         pl.lit(now).alias("written_at"),
+        # synthetic runs have no prefix cache: every prompt token is computed
+        pl.col("n_prompt_tokens").alias("n_prompt_tokens_computed"),
+        pl.col("policy_flops").alias("policy_flops_computed"),
     )
     for table, frame in ((schema.problems, problems), (schema.problem_runs, runs)):
         rows = frame.select([c.name for c in table.columns]).rows()
@@ -136,6 +139,7 @@ def _load(conn, sweep, n_candidates: int) -> None:
         pl.format("[{}]", pl.col("score")).alias("step_scores"),
         pl.lit("eos").alias("finish_reason"),
         pl.col("idx").alias("leaf_node"),
+        pl.col("policy_flops").alias("policy_flops_computed"),
     ).select([c.name for c in schema.candidates.columns])
     if conn.dialect.name == "postgresql":
         _copy_csv(conn, "candidates", candidates)

@@ -174,6 +174,7 @@ def _tree(cell_id: str, problem_ids: list[str], levels: list[int]):
             "finish_reason": "step",
             "selected": True,
             "pruned": False,
+            "weight": pl.Series([None] * (per * len(problem_ids)), dtype=pl.Float64),  # beam search: no particle weights
         }
     )
 
