@@ -46,13 +46,13 @@ from dataclasses import dataclass
 
 from ttscale.backends.base import GenerationRequest
 
-# A strategy's parameters for this benchmark, by registered name. Particle filtering (being added
-# in another branch) joins here with its parameter model: `"particle_filtering": lambda a:
-# ParticleFilteringParams(...)`; everything below is per strategy name and needs no other change.
+# A strategy's parameters for this benchmark, by registered name; everything below is per strategy
+# name and needs no other change.
 STRATEGIES = {
     "beam_search": lambda a: _params("BeamSearchParams", beam_width=a.beam_width, n_iterations=a.n_iterations),
     "dvts": lambda a: _params("DVTSParams", beam_width=a.beam_width, n_iterations=a.n_iterations),
     "best_of_n": lambda a: _params("BestOfNParams"),
+    "particle_filtering": lambda a: _params("ParticleFilteringParams", n_iterations=a.n_iterations),
 }
 CEILING_TOKENS = 64
 CEILING_BATCHES = (8, 32, 64, 128, 256)

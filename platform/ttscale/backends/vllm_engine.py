@@ -469,6 +469,8 @@ def get_policy(
     down first, so a process never holds two copies of one model in one role. `role` keeps a policy and a PRM engine apart.
     """
     name, path, n_params = _weights(model, settings)
+    if kv_block_size is None:
+        kv_block_size = settings.kv_block_size
     config = (path, dtype, seed, enforce_eager, max_model_len, gpu_memory_utilization, max_logprobs,
               enable_prefix_caching, log_stats, in_process, kv_block_size, engine)
     return _cached((path, role), config, lambda: VllmPolicy(
