@@ -49,8 +49,9 @@ SECTIONS = (
     ("other", "Other findings"),
 )
 """Sections of the findings page in reading order: (key, title)."""
-SECTION_OF = {"verifier_quality": "verifier"}
-"""A finding kind shown in another kind's section; kinds without a section go to `other`."""
+SECTION_OF = {"verifier_quality": "verifier", "policy": "compute_optimal"}
+"""A finding kind shown in another kind's section (an applied policy beside the gain it was
+learned from); kinds without a section go to `other`."""
 EMPTY = {
     "best": "No budget with verdicts yet.",
     "compute_optimal": "No budget where choosing per difficulty bin could be compared with one strategy.",

@@ -200,17 +200,25 @@ class PreparedCell:
 
     cell: CellSpec
     problems: list[Problem]
+    """The dataset's problems; none for a cell whose problems arrive with requests (`check_cell`)."""
     model_info: ModelInfo
+
+
+def check_cell(cell: CellSpec, settings: Settings) -> PreparedCell:
+    """Validate every name of `cell` (strategy, verifier, model) without loading its dataset or
+    any model: what the serving endpoint prepares, whose problems arrive with requests. Raises
+    TtscaleError naming the field."""
+    strategy_names()  # every strategy module registered
+    if cell.verifier is not None and cell.verifier not in verifier_names():
+        raise SpecError(VERIFIERS.unknown_message(cell.verifier, "verifier"))
+    return PreparedCell(cell, [], resolve_policy_model(cell.model, settings))
 
 
 def prepare_cell(cell: CellSpec, settings: Settings) -> PreparedCell:
     """Validate every name of `cell` and load its problems; no model is loaded. Bad input fails
     here in seconds, before anything is written. Raises TtscaleError naming the field."""
-    strategy_names()  # every strategy module registered
-    if cell.verifier is not None and cell.verifier not in verifier_names():
-        raise SpecError(VERIFIERS.unknown_message(cell.verifier, "verifier"))
-    info = resolve_policy_model(cell.model, settings)
-    return PreparedCell(cell, load_problems(cell.dataset), info)
+    checked = check_cell(cell, settings)
+    return PreparedCell(cell, load_problems(cell.dataset), checked.model_info)
 
 
 def _renamed(message: str, old: str, new: str) -> str:

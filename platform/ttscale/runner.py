@@ -14,6 +14,11 @@ through this module, never around it:
 6. the shard is written and its claims released in one idempotent transaction, retried while
    the store is down;
 7. the cell is marked done once every problem is stored, and the sweep settled.
+
+The serving endpoint's requests have no dataset and no gold answer: it loads the runtime the same
+way (`load_cell_runtime` on `planning.check_cell`), searches each batch of requests with
+`search_without_gold` (step 5 without grading against a gold answer or verdicts) and, with a
+store, writes it with `store_outcome` (step 6 without claims: each request is a new problem).
 """
 
 from __future__ import annotations
@@ -106,25 +111,30 @@ def release_policies() -> None:
 # ---- the search itself: pure, on whatever policy and verifier it is given -------------------------
 
 
-def grade(problem: Problem, result: ProblemResult) -> ProblemResult:
-    """Fill in each candidate's extracted answer, correctness and equivalence class."""
-    gold = parse_gold(problem.answer)
+def classify(result: ProblemResult) -> ProblemResult:
+    """Fill in each candidate's extracted answer and equivalence class (no gold answer needed)."""
     extracted = [extract_answer(c.text) for c in result.candidates]
     classes = group_equivalent([a for a, _ in extracted])
     result.candidates = [
-        replace(c, answer=a, answer_method=m, correct=is_correct(a, gold), answer_class=k)
-        for c, (a, m), k in zip(result.candidates, extracted, classes, strict=True)
+        replace(c, answer=a, answer_method=m, answer_class=k) for c, (a, m), k in zip(result.candidates, extracted, classes, strict=True)
     ]
     return result
 
 
-def search_shard(cell: CellSpec, problems: Sequence[Problem], runtime: CellRuntime, progress: Progress | None = None,
-                 *, scheduling: Scheduling | None = None) -> ShardOutcome:
-    """Run the cell's strategy on `problems`, grade and judge. `scheduling` (`ttscale.scheduling`):
-    `barrier`, one batched search over all problems; `per_problem`, each problem on its own over a
-    policy that batches concurrent calls; None: `per_problem` where the policy does
-    (`batches_concurrent_calls`, the vLLM backend's async engine), else `barrier`."""
-    start = time.perf_counter()
+def grade(problem: Problem, result: ProblemResult) -> ProblemResult:
+    """Fill in each candidate's extracted answer, correctness and equivalence class."""
+    gold = parse_gold(problem.answer)
+    classify(result)
+    result.candidates = [replace(c, correct=is_correct(c.answer, gold)) for c in result.candidates]
+    return result
+
+
+def _search(cell: CellSpec, problems: Sequence[Problem], runtime: CellRuntime, progress: Progress | None,
+            scheduling: Scheduling | None = None) -> list[ProblemResult]:
+    """The cell's strategy on `problems`, every tree checked. `scheduling` (`ttscale.scheduling`):
+    `barrier`, one batched search over all problems; `per_problem`, each problem on its own over
+    a policy that batches concurrent calls; None: `per_problem` where the policy does
+    (`batches_concurrent_calls`: the vLLM backend's async engine), else `barrier`."""
     ctx = SearchContext(
         policy=runtime.policy,
         prompts=runtime.prompts,
@@ -137,14 +147,33 @@ def search_shard(cell: CellSpec, problems: Sequence[Problem], runtime: CellRunti
     )
     if scheduling is None:
         scheduling = "per_problem" if getattr(runtime.policy, "batches_concurrent_calls", False) else "barrier"
-    logger.info("shard start cell=%s strategy=%s n=%d problems=%d scheduling=%s",
-                cell.cell_id, cell.strategy.name, cell.n, len(problems), scheduling)
-    if scheduling == "per_problem":
-        results = search_per_problem(list(problems), cell.n, cell.strategy, ctx)
-    else:
-        results = run_strategy(list(problems), cell.n, cell.strategy, ctx)
-    for problem, result in zip(problems, results, strict=True):
+    search = search_per_problem if scheduling == "per_problem" else run_strategy
+    results = search(list(problems), cell.n, cell.strategy, ctx)
+    for result in results:
         check_tree(result)
+    return results
+
+
+def _outcome(cell: CellSpec, problems: Sequence[Problem], runtime: CellRuntime, results: list[ProblemResult],
+             verdicts: list[Verdict], elapsed_s: float) -> ShardOutcome:  # fmt: skip
+    return ShardOutcome(
+        cell_id=cell.cell_id,
+        problems=list(problems),
+        results=results,
+        verdicts=verdicts,
+        policy_params=runtime.policy.n_params,
+        verifier_params=runtime.verifier.n_params if runtime.verifier is not None else 0,
+        elapsed_s=elapsed_s,
+    )
+
+
+def search_shard(cell: CellSpec, problems: Sequence[Problem], runtime: CellRuntime, progress: Progress | None = None,
+                 *, scheduling: Scheduling | None = None) -> ShardOutcome:
+    """Run the cell's strategy on `problems` (`_search`: one batched search by default), grade and judge."""
+    start = time.perf_counter()
+    logger.info("shard start cell=%s strategy=%s n=%d problems=%d", cell.cell_id, cell.strategy.name, cell.n, len(problems))
+    results = _search(cell, problems, runtime, progress, scheduling)
+    for problem, result in zip(problems, results, strict=True):
         grade(problem, result)
     verdicts = shard_verdicts(results, cell.judged_budgets())
     elapsed = time.perf_counter() - start
@@ -156,15 +185,28 @@ def search_shard(cell: CellSpec, problems: Sequence[Problem], runtime: CellRunti
         "shard end cell=%s problems=%d unparsed=%d accuracy=%s elapsed_s=%.1f",
         cell.cell_id, len(problems), sum(c.answer is None for c in candidates), accuracy_at(verdicts, cell.n), elapsed,
     )  # fmt: skip
-    return ShardOutcome(
-        cell_id=cell.cell_id,
-        problems=list(problems),
-        results=results,
-        verdicts=verdicts,
-        policy_params=runtime.policy.n_params,
-        verifier_params=runtime.verifier.n_params if runtime.verifier is not None else 0,
-        elapsed_s=elapsed,
-    )
+    return _outcome(cell, problems, runtime, results, verdicts, elapsed)
+
+
+def search_without_gold(cell: CellSpec, problems: Sequence[Problem], runtime: CellRuntime) -> ShardOutcome:
+    """`search_shard` for problems whose answer nobody knows (the serving endpoint's requests):
+    one batched search, each candidate's answer extracted and grouped into equivalence classes
+    (what selection needs), `correct` left None and no verdicts (nothing to judge against)."""
+    start = time.perf_counter()
+    logger.info("search start cell=%s strategy=%s n=%d problems=%d", cell.cell_id, cell.strategy.name, cell.n, len(problems))
+    results = [classify(r) for r in _search(cell, problems, runtime, None)]
+    elapsed = time.perf_counter() - start
+    logger.info("search end cell=%s problems=%d elapsed_s=%.1f", cell.cell_id, len(problems), elapsed)
+    return _outcome(cell, problems, runtime, results, [], elapsed)
+
+
+def store_outcome(engine: Engine, cell: CellSpec, outcome: ShardOutcome) -> store.WriteReport:
+    """Store a shard searched outside any sweep (the serving endpoint's requests): the cell is
+    registered and marked running (it has no dataset to complete), then the shard written in
+    one idempotent transaction, retried while the store is down. No claims: such problems are
+    new to the store (one per request), so no other run computes them."""
+    sweep_state.start_cell(engine, cell, n_problems=0, policy_params=outcome.policy_params, verifier_params=outcome.verifier_params)
+    return store.run_transaction(engine, lambda conn: store.write_shard(conn, outcome), what="writing served requests")
 
 
 def accuracy_at(verdicts: Sequence[Verdict], n: int) -> dict[str, float]:

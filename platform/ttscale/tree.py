@@ -108,6 +108,9 @@ class ProblemResult:
     n_prompt_tokens_computed: int = 0
     """Prompt tokens the engine actually computed: every engine request's prompt less what its
     prefix cache served (a search re-sends the growing path each iteration; most of it is cached)."""
+    predicted_bin: int | None = None
+    """`adaptive` only: the difficulty bin the problem's probes predicted, whose policy choice ran
+    (None for other strategies). Not stored: the store keeps the probes' scores it came from."""
 
     def path(self, leaf: int) -> list[Node]:
         """Nodes from the root to `leaf`, root first."""

@@ -77,4 +77,6 @@ def test_next_token_logprobs_match_the_engine(http_policy, vllm_policy):
         assert len(remote) == 5 and max(remote, key=remote.get) == max(local, key=local.get)
         shared = set(remote) & set(local)
         assert len(shared) >= 4
-        assert [remote[t] for t in shared] == pytest.approx([local[t] for t in shared], abs=1e-3)
+        # Two engines, other batches and prefix caches: in bfloat16 (AVX-512 CPUs) the same logits
+        # round a few hundredths of a nat apart; float32 CPUs agree to ~1e-4.
+        assert [remote[t] for t in shared] == pytest.approx([local[t] for t in shared], abs=0.05)

@@ -12,6 +12,8 @@ from ttscale.store.migrate import current_revision
 from tests.cli import ttscale
 from tests.integration.test_store_samples import sample_sweep, store_sample_sweep
 
+HEAD = store.head_revision()  # the newest migration: what `db upgrade` reaches
+
 
 def current(url: str) -> str | None:
     engine = store.make_engine(url)
@@ -27,7 +29,7 @@ def test_db_upgrade_creates_the_store_and_export_writes_it(tmp_path):
     env = {"TTSCALE_HOME": str(tmp_path / "home")}
     got = ttscale("db", "upgrade", "--db", url, env=env)
     assert got.returncode == 0, got.stderr
-    assert "at revision 0002" in got.stdout
+    assert f"at revision {HEAD}" in got.stdout
     assert ttscale("db", "check", "--db", url, env=env).returncode == 0
 
     engine = store.make_engine(url)
@@ -47,14 +49,14 @@ def test_db_url_comes_from_the_environment(tmp_path):
     got = ttscale("db", "upgrade", env={"TTSCALE_DATABASE_URL": url})
     assert got.returncode == 0, got.stderr
     assert (tmp_path / "env.db").is_file()
-    assert "0002" in ttscale("db", "current", env={"TTSCALE_DATABASE_URL": url}).stdout
+    assert HEAD in ttscale("db", "current", env={"TTSCALE_DATABASE_URL": url}).stdout
 
 
 def test_db_check_fails_on_an_unmigrated_store(tmp_path):
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     got = ttscale("db", "check", "--db", url)
     assert got.returncode == 1
-    assert got.stderr.strip() == f"error: store {url} is at schema revision none, code expects 0002: run `ttscale db upgrade`"
+    assert got.stderr.strip() == f"error: store {url} is at schema revision none, code expects {HEAD}: run `ttscale db upgrade`"
 
 
 def test_downgrade_needs_confirmation_and_then_drops_the_tables(tmp_path):
@@ -62,7 +64,7 @@ def test_downgrade_needs_confirmation_and_then_drops_the_tables(tmp_path):
     assert ttscale("db", "upgrade", "--db", url).returncode == 0
     refused = ttscale("db", "downgrade", "base", "--db", url)
     assert refused.returncode == 2 and "--yes" in refused.stderr
-    assert current(url) == "0002"
+    assert current(url) == HEAD
     done = ttscale("db", "downgrade", "base", "--yes", "--db", url)
     assert done.returncode == 0, done.stderr
     assert "at revision none" in done.stdout and current(url) is None
@@ -88,6 +90,6 @@ def test_export_of_unknown_sweep_fails_in_one_line(tmp_path):
 def test_db_upgrade_and_check_on_postgresql(fresh_postgres_db):
     got = ttscale("db", "upgrade", "--db", fresh_postgres_db)
     assert got.returncode == 0, got.stderr
-    assert current(fresh_postgres_db) == "0002"
+    assert current(fresh_postgres_db) == HEAD
     checked = ttscale("db", "check", "--db", fresh_postgres_db)
-    assert checked.returncode == 0 and "ok, at revision 0002" in checked.stdout, checked.stderr
+    assert checked.returncode == 0 and f"ok, at revision {HEAD}" in checked.stdout, checked.stderr

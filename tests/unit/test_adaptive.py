@@ -55,6 +55,7 @@ def test_each_problem_runs_its_bins_choice_and_probes_are_charged():
     2 probes + 2 samples. Engine calls: the probes (4 prompts at n = 2); best_of_n's 2 more for easy
     and easy2 in one call; beam search's 3 iterations; majority's 2 more."""
     (easy, medium, hard, easy2), ctx = run(n=4, probes=2)
+    assert [r.predicted_bin for r in (easy, medium, hard, easy2)] == [1, 2, 3, 1]
     for res in (easy, easy2, hard):
         assert [n.kind for n in res.nodes] == ["completion"] * 4
         assert [c.leaf for c in res.candidates] == [0, 1, 2, 3]

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from benchmarks.synthetic_sweep import synthetic_sweep
-from ttscale.analysis.findings import _verifier_vs_majority, findings, headline
+from ttscale.analysis.findings import _policy_vs_fixed, _verifier_vs_majority, findings, headline
 from ttscale.analysis.report import build_report
 
 
@@ -36,6 +36,25 @@ def test_beam_search_majority_counts_as_verifier_guided():
     rows = [("best_of_n", "majority", 2, p, 0) for p in "ab"] + [("beam_search", "majority", 2, p, 1) for p in "ab"]
     found = _verifier_vs_majority(_points(rows), "m", "d")
     assert found.option == "beam_search:majority" and "+100.0 points" in found.text
+
+
+def test_adaptive_is_paired_with_the_best_fixed_option_at_its_n():
+    # n=4, problems a..d. Fixed: best_of_n:weighted 1,1,0,0 (50%, the best), majority 0,0,0,0.
+    # adaptive:weighted 1,1,1,0 (75%): differences 0,0,1,0 -> mean 0.25, sd 0.5, t(0.975, 3) = 3.182:
+    # half-width 3.182 * 0.5 / 2 = 0.796 -> [-0.546, +1.046]. FLOPs 300 vs 200 per problem: 1.50x.
+    rows = [("best_of_n", "weighted", 4, p, x) for p, x in zip("abcd", (1, 1, 0, 0), strict=True)]
+    rows += [("best_of_n", "majority", 4, p, 0) for p in "abcd"]
+    rows += [("adaptive", "weighted", 4, p, x) for p, x in zip("abcd", (1, 1, 1, 0), strict=True)]
+    points = _points(rows).with_columns(
+        pl.when(pl.col("config") == "adaptive").then(300.0).otherwise(200.0).alias("flops_per_problem")
+    )
+    (found,) = _policy_vs_fixed(points, "m", "d")
+    assert (found.kind, found.option, found.n) == ("policy", "adaptive:weighted", 4)
+    half = 3.182 * 0.5 / 2
+    assert "75.0% vs 50.0% for best_of_n:weighted" in found.text
+    assert f"+25.0 points [{100 * (0.25 - half):+.1f}, {100 * (0.25 + half):+.1f}]" in found.text
+    assert "1.50× its FLOPs" in found.text and "no difference shown" in found.text
+    assert _policy_vs_fixed(points.filter(pl.col("config") != "adaptive"), "m", "d") == []
 
 
 @pytest.fixture(scope="module")

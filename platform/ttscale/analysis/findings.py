@@ -9,6 +9,9 @@ selectors only — `pass` is an oracle, never a strategy to use):
 - `best`: the best option at each budget n (in-sample, Wilson interval over the problems);
 - `verifier`: the best verifier-guided option against majority voting at equal n, the paired
   difference over the same problems with its t-interval (the largest at any n);
+- `policy`: each option of a strategy that applies a compute-optimal policy (`adaptive`) against
+  the most accurate fixed option at the same n (chosen on these very problems, which favours the
+  fixed side), the paired difference with its t-interval and the FLOPs ratio per problem;
 - `compute_optimal`: the budget where choosing the option per difficulty bin gains most over
   the best single option, cross-fitted on two folds (`frontier.compute_optimal`);
 - `small_vs_large`: where a smaller model with search matches or overtakes a larger one at
@@ -144,6 +147,40 @@ def _verifier_vs_majority(points: pl.DataFrame, model: str, dataset: str) -> Fin
     return Finding("verifier", text, "frontiers", model, dataset, r["option"], r["n"])
 
 
+def _paired_gain(paired: pl.DataFrame) -> tuple[float, float, float]:
+    """Mean of `correct - _other` over the problems with its 95% t-interval (nan without one)."""
+    d = paired["correct"] - paired["_other"]
+    k, gain = d.len(), float(d.mean())
+    sd = d.std(ddof=1) if k > 1 else None
+    half = t975(k - 1) * sd / math.sqrt(k) if sd is not None else float("nan")
+    return gain, gain - half, gain + half
+
+
+def _policy_vs_fixed(points: pl.DataFrame, model: str, dataset: str) -> list[Finding]:
+    applies = pl.col("config").str.starts_with("adaptive")
+    fixed = points.filter(~applies & (pl.col("method") != "pass"))
+    out = []
+    for (option, n), mine in points.filter(applies & (pl.col("method") != "pass")).group_by("option", "n", maintain_order=True):
+        rivals = fixed.filter(pl.col("n") == n)
+        if rivals.is_empty():
+            continue
+        ranked = rivals.group_by("option").agg(pl.col("correct").mean().alias("accuracy"), pl.col("flops_per_problem").first())
+        rival = ranked.sort(["accuracy", "option"], descending=[True, False]).row(0, named=True)
+        paired = mine.join(rivals.filter(pl.col("option") == rival["option"]).select("problem_id", pl.col("correct").alias("_other")), on="problem_id")
+        if paired.is_empty():
+            continue
+        gain, low, high = _paired_gain(paired)
+        flops = mine["flops_per_problem"][0]
+        ratio = f", at {flops / rival['flops_per_problem']:.2f}× its FLOPs per problem" if flops and rival["flops_per_problem"] else ""
+        sure = "" if not math.isnan(low) and (low > 0 or high < 0) else " (the interval includes 0: no difference shown)"
+        text = (
+            f"{option} at n={n}: {pct(paired['correct'].mean())} vs {pct(paired['_other'].mean())} for {rival['option']}, the best fixed "
+            f"option at n={n} on these problems: {100 * gain:+.1f} points{interval(low, high, points=True)}{ratio}{sure}."
+        )
+        out.append(Finding("policy", text, "frontiers", model, dataset, option, int(n)))
+    return out
+
+
 def _compute_optimal(frontier: pl.DataFrame, model: str, dataset: str) -> Finding | None:
     rows = frontier.filter((pl.col("bin") == ALL_BINS) & pl.col("gain").is_not_null())
     if rows.is_empty():
@@ -209,6 +246,7 @@ def findings(report) -> list[Finding]:  # noqa: ANN001 (analysis.report.Report; 
         ):
             if found is not None:
                 out.append(found)
+        out += _policy_vs_fixed(mine, model, dataset)
     out += _small_vs_large(report.comparison)
     out += _verifier_quality(report.verifiers)
     return out

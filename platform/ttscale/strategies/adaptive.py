@@ -15,7 +15,8 @@ predicted difficulty; the policy comes from `ttscale report SWEEP --policy FILE`
    implementation once. A choice that samples whole solutions independently (best_of_n,
    majority: `StrategyParams.independent_samples`) takes the probes as its first candidates and
    samples only N − k more (with k ≥ N, its candidates are the first N probes); any other
-   strategy runs in full at N, and its tree is grafted under the probes'.
+   strategy runs in full at N, and its tree is grafted under the probes'. Each result records
+   its bin (`ProblemResult.predicted_bin`: the serving endpoint reports it).
 
 Accounting: the probes are `completion` nodes of the problem's tree, so their tokens are charged
 to it (generated tokens and FLOPs, charged and computed) whether or not they become candidates:
@@ -87,7 +88,8 @@ def adaptive(problems: Sequence[Problem], n: int, params: AdaptiveParams, ctx: S
     groups: dict[tuple[str, str], list[int]] = {}
     choices: dict[tuple[str, str], PolicyChoice] = {}
     for i, mine in enumerate(probes):
-        choice = policy.choice(predicted_bin(ctx, policy, mine), n)
+        results[i].predicted_bin = predicted_bin(ctx, policy, mine)
+        choice = policy.choice(results[i].predicted_bin, n)
         key = (choice.strategy.model_dump_json(), choice.aggregation)
         groups.setdefault(key, []).append(i)
         choices[key] = choice
