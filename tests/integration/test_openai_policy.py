@@ -84,6 +84,7 @@ def test_next_token_logprobs_match_the_engine(http_policy, vllm_policy, vllm_ser
         assert len(remote) == 5 and max(remote, key=remote.get) == max(local, key=local.get)
         shared = set(remote) & set(local)
         assert len(shared) >= 4
-        # Two engines, other batches and prefix caches: in bfloat16 (AVX-512 CPUs) the same logits
-        # round a few hundredths of a nat apart; float32 CPUs agree to ~1e-4.
-        assert [remote[t] for t in shared] == pytest.approx([local[t] for t in shared], abs=0.05)
+        # Two engines: float32 CPUs agree to ~1e-4; in bfloat16 (AVX-512 CPUs) logits of ~20 carry
+        # ~0.1 of rounding, and the two engines' normalisers differ by up to that (measured 0.099).
+        tolerance = 1e-3 if vllm_policy.dtype == "float32" else 0.15
+        assert [remote[t] for t in shared] == pytest.approx([local[t] for t in shared], abs=tolerance)
