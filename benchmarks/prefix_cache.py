@@ -13,9 +13,9 @@ off (`--off-first` swaps them) — and reports, from vLLM's own counters (`vllm:
 runs them as child requests), the prompt tokens the engine was given, served from the
 cache and computed, beside wall time and generated tokens.
 
-On CPU vLLM's KV-cache block is 128 tokens and only whole blocks are cached, so a prompt
-shorter than 128 tokens never hits; the bundled model's few-shot solve prompt is ~490
-tokens (printed), and the tail past the last whole block is recomputed for each sample.
+Only whole KV-cache blocks are cached (`policy.kv_block_size`: 32 tokens on CPU by default,
+vLLM-CPU's own default is 128), so the tail of a prompt past its last whole block is
+recomputed for each sample; the bundled model's few-shot solve prompt is ~490 tokens (printed).
 Figures are appended to benchmarks/RESULTS.md.
 """
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {m.wall_s:.1f} s, {m.generated_tokens:,} tokens; {c.engine_summary(m.engine)}", file=sys.stderr)
             policy.shutdown()
         versions = c.vllm_versions()
-        dtype = policy.dtype
+        dtype, block = policy.dtype, policy.kv_block_size
     finally:
         shutdown_all()
     total_s = time.perf_counter() - started
@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         *c.provenance_lines("prefix_cache.py", argv if argv is not None else sys.argv[1:], versions, total_s, load_start,
                             load_end, c.SHARED_LOAD_NOTE),
-        f"- engines: {args.model}, dtype {dtype}, eager, KV cache {settings.kv_cache_gib:g} GiB, block 128 tokens (vLLM's CPU "
-        f"default), seed {args.seed}; one after the other in one process ({'off' if args.off_first else 'on'} first, "
+        f"- engines: {args.model}, dtype {dtype}, eager, KV cache {settings.kv_cache_gib:g} GiB, KV block {block} tokens, seed {args.seed}; one after the other in one process ({'off' if args.off_first else 'on'} first, "
         f"the first shut down before the second started); start-up {startup[True]:.0f} s (on), {startup[False]:.0f} s (off), "
         "not in the figures; each warmed up on other problems, the cached one's cache emptied before its run",
         f"- work: ttscale's batched beam search (`run_shard`, one shard), {len(problems)} `arith` problems (seed 0), N={args.n}, "

@@ -42,6 +42,7 @@ from ttscale.fidelity import rules
 from ttscale.grading import extract_answer, group_equivalent, is_correct, parse_gold
 from ttscale.planning import PreparedCell, prepare_cell
 from ttscale.prompting import PromptBuilder
+from ttscale.scheduling import Scheduling, search_per_problem
 from ttscale.settings import Settings
 from ttscale.spec import CellSpec, as_cell
 from ttscale.strategies import run_strategy
@@ -128,8 +129,12 @@ def grade(problem: Problem, result: ProblemResult) -> ProblemResult:
     return result
 
 
-def _search(cell: CellSpec, problems: Sequence[Problem], runtime: CellRuntime, progress: Progress | None) -> list[ProblemResult]:
-    """The cell's strategy on `problems`, one batched search; every tree checked."""
+def _search(cell: CellSpec, problems: Sequence[Problem], runtime: CellRuntime, progress: Progress | None,
+            scheduling: Scheduling | None = None) -> list[ProblemResult]:
+    """The cell's strategy on `problems`, every tree checked. `scheduling` (`ttscale.scheduling`):
+    `barrier`, one batched search over all problems; `per_problem`, each problem on its own over
+    a policy that batches concurrent calls; None: `per_problem` where the policy does
+    (`batches_concurrent_calls`: the vLLM backend's async engine), else `barrier`."""
     ctx = SearchContext(
         policy=runtime.policy,
         prompts=runtime.prompts,
@@ -140,7 +145,10 @@ def _search(cell: CellSpec, problems: Sequence[Problem], runtime: CellRuntime, p
         progress=progress,
         rules=rules(cell.fidelity),
     )
-    results = run_strategy(list(problems), cell.n, cell.strategy, ctx)
+    if scheduling is None:
+        scheduling = "per_problem" if getattr(runtime.policy, "batches_concurrent_calls", False) else "barrier"
+    search = search_per_problem if scheduling == "per_problem" else run_strategy
+    results = search(list(problems), cell.n, cell.strategy, ctx)
     for result in results:
         check_tree(result)
     return results
@@ -159,11 +167,12 @@ def _outcome(cell: CellSpec, problems: Sequence[Problem], runtime: CellRuntime, 
     )
 
 
-def search_shard(cell: CellSpec, problems: Sequence[Problem], runtime: CellRuntime, progress: Progress | None = None) -> ShardOutcome:
-    """Run the cell's strategy on `problems` (one batched search), grade and judge."""
+def search_shard(cell: CellSpec, problems: Sequence[Problem], runtime: CellRuntime, progress: Progress | None = None,
+                 *, scheduling: Scheduling | None = None) -> ShardOutcome:
+    """Run the cell's strategy on `problems` (`_search`: one batched search by default), grade and judge."""
     start = time.perf_counter()
     logger.info("shard start cell=%s strategy=%s n=%d problems=%d", cell.cell_id, cell.strategy.name, cell.n, len(problems))
-    results = _search(cell, problems, runtime, progress)
+    results = _search(cell, problems, runtime, progress, scheduling)
     for problem, result in zip(problems, results, strict=True):
         grade(problem, result)
     verdicts = shard_verdicts(results, cell.judged_budgets())

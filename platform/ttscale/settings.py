@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ttscale.errors import SpecError
+
 # Documented in docs/settings.md; tests/unit/test_settings_docs.py fails if a variable is missing there.
 ENV_VARS = {
     "TTSCALE_HOME": "Project data directory (SQLite store, MLflow DB, Prefect home, model cache, command logs). Default: ./.ttscale",
@@ -19,6 +21,7 @@ ENV_VARS = {
     "TTSCALE_MODEL_CACHE": "Where converted models live. Default: $TTSCALE_HOME/models",
     "TTSCALE_VLLM_SERVER_URL": "OpenAI-compatible vLLM server for the `openai` backend, e.g. http://127.0.0.1:8000/v1",
     "TTSCALE_KV_CACHE_GIB": "KV-cache size for vLLM on CPU, GiB (VLLM_CPU_KVCACHE_SPACE). Default: 4",
+    "TTSCALE_KV_BLOCK_SIZE": "Tokens per vLLM KV-cache block, the prefix cache's unit (a multiple of 32 on CPU). Default: 32 on CPU, vLLM's on GPU",
     "TTSCALE_GPU_SLOT": "Set by `ttscale worker` in each worker process: the GPU slot (<host>-<gpu>) it serves. Not for users",
     "MLFLOW_TRACKING_URI": "MLflow tracking store. Default: sqlite:///$TTSCALE_HOME/mlflow.db",
     "PREFECT_API_URL": "Prefect server for team mode. Unset: a temporary local server under $TTSCALE_HOME/prefect",
@@ -44,6 +47,9 @@ class Settings:
     """A shared OpenAI-compatible vLLM server for the policy; None: an engine in this process."""
     kv_cache_gib: float = 4.0
     """vLLM's KV cache on CPU, GiB."""
+    kv_block_size: int | None = None
+    """Tokens per KV-cache block; None: `vllm_core.CPU_KV_BLOCK_SIZE` on CPU (measured best for
+    step-wise search, docs/performance.md), vLLM's own on GPU."""
 
     def with_database(self, url: str) -> Settings:
         """These settings with another store (`--db`), which the dashboard then reads too."""
@@ -63,4 +69,13 @@ class Settings:
             prefect_api_url=env.get("PREFECT_API_URL") or None,
             vllm_server_url=env.get("TTSCALE_VLLM_SERVER_URL") or None,
             kv_cache_gib=float(env.get("TTSCALE_KV_CACHE_GIB") or 4.0),
+            kv_block_size=_block_size(env.get("TTSCALE_KV_BLOCK_SIZE")),
         )
+
+
+def _block_size(value: str | None) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit() or int(value) == 0:
+        raise SpecError(f"TTSCALE_KV_BLOCK_SIZE: {value!r} is not a positive whole number of tokens")
+    return int(value)

@@ -10,6 +10,7 @@ import pytest
 from ttscale.backends.base import GenerationRequest, Policy
 from ttscale.backends.openai_http import OpenAIPolicy
 from ttscale.models import resolve_model
+from tests.plugins.vllm_engine import reset_server_prefix_cache
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -59,24 +60,31 @@ def test_samples_stops_and_token_counts(http_policy, vllm_policy):
     assert sum(c.finish_reason == "step" for row in got for c in row) >= 5
 
 
-def test_greedy_over_http_equals_the_in_process_engine(http_policy, vllm_policy):
+def test_greedy_over_http_equals_the_in_process_engine(http_policy, vllm_policy, vllm_server_url):
     prompts = [vllm_policy.chat_prompt([{"role": "user", "content": q}]) for q in QUESTIONS]
     request = GenerationRequest(tuple(prompts), n=1, max_tokens=24, temperature=0.0, stop=("\n\n",), seed=0)
+    # each side from an empty prefix cache (tests/plugins/vllm_engine.py: reset_server_prefix_cache)
+    reset_server_prefix_cache(vllm_server_url)
     over_http = http_policy.generate(request)
+    reset_server_prefix_cache(vllm_server_url)
     assert http_policy.generate(request) == over_http
+    assert vllm_policy.reset_prefix_cache()
     in_process = vllm_policy.generate(request)
     assert [(c[0].text, c[0].finish_reason, c[0].n_generated_tokens) for c in over_http] == [
         (c[0].text, c[0].finish_reason, c[0].n_generated_tokens) for c in in_process
     ]
 
 
-def test_next_token_logprobs_match_the_engine(http_policy, vllm_policy):
+def test_next_token_logprobs_match_the_engine(http_policy, vllm_policy, vllm_server_url):
     prompts = [vllm_policy.chat_prompt([{"role": "user", "content": q}]) for q in QUESTIONS[:2]]
+    reset_server_prefix_cache(vllm_server_url)
+    assert vllm_policy.reset_prefix_cache()
     remotes, locals_ = http_policy.next_token_logprobs(prompts, 5), vllm_policy.next_token_logprobs(prompts, 5)
     for remote, local in zip(remotes, locals_, strict=True):
         assert len(remote) == 5 and max(remote, key=remote.get) == max(local, key=local.get)
         shared = set(remote) & set(local)
         assert len(shared) >= 4
-        # Two engines, other batches and prefix caches: in bfloat16 (AVX-512 CPUs) the same logits
-        # round a few hundredths of a nat apart; float32 CPUs agree to ~1e-4.
-        assert [remote[t] for t in shared] == pytest.approx([local[t] for t in shared], abs=0.05)
+        # Two engines: float32 CPUs agree to ~1e-4; in bfloat16 (AVX-512 CPUs) logits of ~20 carry
+        # ~0.1 of rounding, and the two engines' normalisers differ by up to that (measured 0.099).
+        tolerance = 1e-3 if vllm_policy.dtype == "float32" else 0.15
+        assert [remote[t] for t in shared] == pytest.approx([local[t] for t in shared], abs=tolerance)

