@@ -101,3 +101,24 @@ def test_sample_trees_hold_the_tree_invariants():
         check_tree(result)  # raises TreeInvariantError on a broken sample
     assert len(outcome.results) == 2
     assert sum(len(r.nodes) for r in outcome.results) == 10
+
+
+def test_sweep_results_table_shows_a_cell_with_nothing_stored_as_dashes(tmp_path):
+    # A cell whose engine died before its first shard (status failed, no runs) has null totals.
+    from rich.console import Console
+
+    from ttscale import store
+    from ttscale.cli.sweep import print_results
+
+    engine = store.make_engine(f"sqlite:///{tmp_path / 'ttscale.db'}")
+    store.upgrade(engine)
+    sweep_id, stored = store_sample_sweep(engine)
+    empty = sample_sweep().cells()[0]
+    with store.transaction(engine) as conn:
+        store.register_cell(conn, empty, sweep_id=sweep_id)
+        store.set_cell_status(conn, empty.cell_id, "failed")
+    out = Console(width=200, record=True)
+    print_results(out, engine, sweep_id)
+    engine.dispose()
+    lines = out.export_text().splitlines()
+    assert any("failed" in line and line.rstrip().endswith("-") for line in lines), lines

@@ -239,10 +239,11 @@ def print_results(out, engine: Engine, sweep_id: str) -> None:  # noqa: ANN001
     for row in results.cells.sort("model", "strategy", "n", "seed").iter_rows(named=True):
         at_n = got.at(row["cell_id"], row["n"])
         totals = got.totals_of(row["cell_id"])
-        wall = totals.get("wall_time_s")
+        # a cell with nothing stored (failed, cancelled) has null totals: shown as "-"
+        tokens, flops, wall = (totals.get(k) for k in ("n_generated_tokens", "total_flops", "wall_time_s"))
         rows.append([row["model"], row["strategy"], row["verifier"] or "-", row["n"], row["seed"], row["status"],
                      *(f"{at_n[m]:.3f}" if m in at_n else "-" for m in RESULT_METHODS),
-                     f"{totals.get('n_generated_tokens', 0):,.0f}", f"{totals.get('total_flops', 0):.3g}",
+                     "-" if tokens is None else f"{tokens:,.0f}", "-" if flops is None else f"{flops:.3g}",
                      "-" if wall is None else f"{wall:.1f}"])  # fmt: skip
     numbers = [*RESULT_METHODS.values(), "tokens", "FLOPs", "wall s"]
     print_table(out, "results at each cell's N", ["model", "strategy", "verifier", "n", "seed", "status", *numbers], rows,
