@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from ttscale.cli import dashboard, db, export, importing, listing, report, run, sweep, worker
+from ttscale.cli import dashboard, db, export, importing, learn, listing, report, run, sweep, worker
 from ttscale.errors import TtscaleError
 
 try:  # Typer 0.29 vendors click; its usage errors are not click's own classes.
@@ -45,7 +45,7 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debu
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-for _module in (listing, run, db, export, report, importing, dashboard, sweep, worker):
+for _module in (listing, run, db, export, report, importing, dashboard, sweep, worker, learn):
     _module.register(app)
 
 
