@@ -24,7 +24,7 @@ STEPS = ["Maya starts with 3 shells.", "3 + 4 = 7", "So the answer is \\boxed{7}
 
 def random_head_folder(tmp_path, layer: int = 2):
     rng = np.random.default_rng(0)
-    head = RewardHead("logistic", {"mean": np.zeros(576), "scale": np.full(576, 10.0), "w": rng.normal(0, 1, 576), "b": np.array(0.0)})
+    head = RewardHead("logistic", {"mean": np.zeros(576), "scale": np.full(576, 10.0), "w": rng.normal(0, 0.1, 576), "b": np.array(0.0)})
     config = RewardModelConfig(backbone="smollm2-135m", layer=layer, step_format="question-answer-v1", head="logistic",
                                label="soft", n_features=576, backbone_n_params=0, head_n_params=head.n_params)  # fmt: skip
     fp = write_model_dir(tmp_path / "model", config, head, {"note": "random head"}, None)
@@ -36,19 +36,22 @@ def test_learned_verifier_is_causal_batched_and_counts_what_it_runs(tmp_path, vl
     verifier = load_verifier(f"learned:{folder}@{fp}", None, vllm_settings)
     # the embeddings (49,152 × 576) and 2 of SmolLM2-135M's 30 layers, plus the head's 577
     assert verifier.n_params == 49_152 * 576 + 2 * 3_540_096 + 577
+    # Exact in float32; in bfloat16 (CPUs with AMX or AVX512-BF16) another batch shape moves a
+    # score by ~1e-4 (measured), the features' rounding, not a dependence on later steps.
+    tol = 1e-6 if verifier.encoder.dtype == "float32" else 2e-3
     full = verifier.score([PROBLEM], [STEPS], [0])[0]
-    assert len(full.scores) == 3 and all(0.0 <= s <= 1.0 for s in full.scores) and len(set(full.scores)) == 3
+    assert len(full.scores) == 3 and all(0.05 <= s <= 0.95 for s in full.scores) and len(set(full.scores)) == 3
     for i in range(3):  # step i's score is the same with or without the later steps
-        assert verifier.score([PROBLEM], [STEPS[: i + 1]], [i])[0].scores == pytest.approx(full.scores[i : i + 1], abs=1e-6)
+        assert verifier.score([PROBLEM], [STEPS[: i + 1]], [i])[0].scores == pytest.approx(full.scores[i : i + 1], abs=tol)
     other = ["3 + 4 = 8", "The answer is 8."]
     batched = verifier.score([PROBLEM, PROBLEM, "What is 2 + 2?"], [STEPS, other, []], [1, 0, 0])
-    assert batched[0].scores == pytest.approx(full.scores[1:], abs=1e-5)
-    assert batched[1].scores == pytest.approx(verifier.score([PROBLEM], [other], [0])[0].scores, abs=1e-5)
+    assert batched[0].scores == pytest.approx(full.scores[1:], abs=tol)
+    assert batched[1].scores == pytest.approx(verifier.score([PROBLEM], [other], [0])[0].scores, abs=tol)
     assert batched[2].scores == () and batched[2].n_tokens == 0
     assert batched[0].n_tokens == full.n_tokens > 20  # the whole solution is read to score its later steps
     cached = CachingVerifier(verifier)
-    assert cached.score([PROBLEM], [STEPS[:2]])[0].scores == pytest.approx(full.scores[:2], abs=1e-6)
-    assert cached.score([PROBLEM], [STEPS])[0].scores == pytest.approx(full.scores, abs=1e-6)
+    assert cached.score([PROBLEM], [STEPS[:2]])[0].scores == pytest.approx(full.scores[:2], abs=tol)
+    assert cached.score([PROBLEM], [STEPS])[0].scores == pytest.approx(full.scores, abs=tol)
 
 
 SCRIPTED_SWEEP = """\
@@ -123,3 +126,20 @@ def test_the_loop_sweep_dataset_train_then_score_with_the_learned_verifier(tmp_p
     assert candidates.height == 6
     for text, scores in candidates.select("text", "step_scores").iter_rows():
         assert len(scores) == len(split_steps(text)) and all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_learn_commands_refuse_bad_input_in_one_line(tmp_path):
+    env = {"TTSCALE_HOME": str(tmp_path / "home"), "TTSCALE_DATABASE_URL": sqlite_store(tmp_path)}
+    cases = [
+        (["learn", "train", str(tmp_path / "nothing"), "--out", str(tmp_path / "m")], "is not a step dataset"),
+        (["learn", "dataset", "no-such-sweep", "--out", str(tmp_path / "d")], "SWEEP_OR_CELL: no sweep or cell 'no-such-sweep'"),
+        (["learn", "dataset", "x", "--out", str(tmp_path / "d"), "--split", "0.5,0.5"], "--split: give 3 fractions"),
+        (["run", "--model", "scripted", "--strategy", "best_of_n", "--verifier", f"learned:{tmp_path / 'none'}"],
+         "--verifier: learned model folder"),
+        (["run", "--model", "scripted", "--strategy", "best_of_n", "--verifier", "learned"], "takes an argument: write learned:PATH"),
+    ]  # fmt: skip
+    for args, message in cases:
+        got = ttscale(*args, env=env, timeout=120)
+        lines = got.stderr.strip().splitlines()
+        assert got.returncode == 2 and len(lines) == 1 and message in lines[0], (args, got.stderr[-2000:])
+    assert not (tmp_path / "m").exists() and not (tmp_path / "d").exists()  # nothing written

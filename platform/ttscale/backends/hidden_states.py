@@ -14,13 +14,19 @@ Only the decoder layers up to the deepest layer asked for are kept (a head on la
 runs 40% of the backbone); the final norm and LM head never run. Layer outputs are captured by
 forward hooks, so a feature is the same whether the backbone was cut at that layer or deeper.
 Sequences are batched by length, right-padded, under `batch_tokens` tokens per batch.
-transformers and torch are imported when an encoder is built.
+
+The backbone computes in bfloat16 on a GPU and on CPUs that compute it natively (AVX512-BF16 or
+AMX: 1.6-2x faster than float32 here), in float32 elsewhere — the rule the policy engine follows
+(`vllm_engine.engine_dtype`). Features then differ in the third significant digit between
+hosts; a head trained on one reads the other's within that noise (`features_dtype` in a model's
+metrics says which it was trained on). transformers and torch are imported when an encoder is built.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,15 @@ batch_tokens × 1536 floats per layer) without one pass per solution."""
 
 Progress = Callable[[int, int], None]
 """Called with (sequences done, sequences in all) after each batch."""
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return bool(set(line.split(":", 1)[1].split()) & {"avx512_bf16", "amx_bf16"})
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +75,8 @@ class HiddenStateEncoder:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             model = AutoModel.from_pretrained(path, dtype=torch.float32, local_files_only=True)
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+            self.dtype = "bfloat16" if self.device == "cuda" or native_bf16() else "float32"
         except (OSError, ValueError) as err:
             raise BackendError(" ".join(f"cannot load the backbone at {path}: {err}".split())) from err
         finally:
@@ -74,7 +91,7 @@ class HiddenStateEncoder:
         model.layers = layers[:n_layers]
         model.config.num_hidden_layers = n_layers
         model.norm = torch.nn.Identity()
-        model.eval()
+        model = model.to(device=self.device, dtype=getattr(torch, self.dtype)).eval()
         self.model = model
         self.path = path
         self.n_layers = n_layers
@@ -142,11 +159,11 @@ class HiddenStateEncoder:
                         ids[row, :n] = torch.tensor(solutions[i].token_ids, dtype=torch.long)
                         mask[row, :n] = 1
                     captured.clear()
-                    self.model(input_ids=ids, attention_mask=mask, use_cache=False)
-                    stacked = torch.stack([captured[layer] for layer in layers], dim=2)  # (batch, width, layers, hidden)
+                    self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False)
+                    stacked = torch.stack([captured[layer] for layer in layers], dim=2).to("cpu", torch.float32)  # (batch, width, layers, hidden)
                     for row, i in enumerate(batch):
                         ends = torch.tensor(solutions[i].step_ends, dtype=torch.long)
-                        out[i] = stacked[row, ends].to(torch.float32).numpy().astype(np.float32, copy=True)
+                        out[i] = stacked[row, ends].numpy().astype(np.float32, copy=True)
                     done += len(batch)
                     if progress is not None:
                         progress(done, len(solutions))

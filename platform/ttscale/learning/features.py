@@ -30,7 +30,8 @@ Progress = Callable[[int, int], None]
 
 def cache_key(encoder: HiddenStateEncoder, layers: Sequence[int], rows: pl.DataFrame) -> str:
     digest = hashlib.sha256()
-    head = {"backbone": str(encoder.path), "n_layers_total": encoder.n_layers_total, "layers": list(layers), "format": STEP_FORMAT}
+    head = {"backbone": str(encoder.path), "n_layers_total": encoder.n_layers_total, "layers": list(layers), "format": STEP_FORMAT,
+            "dtype": encoder.dtype}
     digest.update(json.dumps(head, sort_keys=True).encode())
     for problem, steps in rows.select("problem", "steps").iter_rows():
         digest.update(json.dumps([problem, steps], ensure_ascii=False).encode("utf-8", "surrogatepass"))

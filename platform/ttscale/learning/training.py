@@ -135,7 +135,7 @@ def train_verifier(
         **{name: _metrics(scores[mask], labelled.filter(pl.Series(mask))) for name, mask in masks.items() if mask.any()},
         "runs": runs,
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(options).items()},
-        "features": {**feature_info, "layers": list(options.layers), "backbone": options.backbone},
+        "features": {**feature_info, "layers": list(options.layers), "backbone": options.backbone, "features_dtype": encoder.dtype},
         "dataset": {"path": str(dataset_dir.absolute()), "card_sha256": card_sha256(dataset_dir), "card": card},
         "n_labelled_steps": sizes,
         "elapsed_s": round(time.perf_counter() - start, 1),
