@@ -69,8 +69,11 @@ def test_metrics_by_hand():
     assert brier([0.1, 0.1, 0.9, 0.9], [0, 1, 1, 1]) == pytest.approx((0.01 + 0.81 + 0.01 + 0.01) / 4)
     # bin [0.1, 0.2): mean score 0.1 vs mean target 0.5, half the rows; bin [0.9, 1]: 0.9 vs 1.0
     assert ece([0.1, 0.1, 0.9, 0.9], [0, 1, 1, 1]) == pytest.approx(0.5 * 0.4 + 0.5 * 0.1)
-    m = step_metrics([0.1, 0.4, 0.4, 0.8], [0.0, 0.5, 0.0, 1.0], [False, True, False, True], [True, False, True, True])
+    m = step_metrics([0.1, 0.4, 0.4, 0.8], [0.0, 0.5, 0.0, 1.0], [False, True, False, True], [True, False, True, True], ["a", "a", "b", "b"])
     assert (m["step_auc"], m["final_auc"], m["n_final"], m["n_positive"]) == (0.875, 1.0, 3, 2)
+    # within each problem the positive step outscores the negative one: 1.0, where pooling
+    # across problems (b's negative ties a's positive) gives 0.875
+    assert m["step_auc_within"] == 1.0 and (m["final_auc_within"], m["n_problems_mixed"]) == (1.0, 1)  # final: only b has both
 
 
 def test_every_row_is_read_from_one_encoded_solution_that_extends_it():

@@ -14,7 +14,9 @@ learned verifier beside the others, the report.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -33,6 +35,7 @@ from ttscale.learning.training import DEFAULT_LAYERS, TrainOptions, train_verifi
 from ttscale.reward_model import FINGERPRINT_FILES
 
 STAGES = {"features": "encoding solutions", "heads": "fitting heads"}
+logger = logging.getLogger(__name__)
 
 
 def _floats(text: str, option: str) -> tuple[float, ...]:
@@ -56,7 +59,7 @@ def register(app: typer.Typer) -> None:
     @learn_app.command("dataset")
     def dataset(
         targets: list[str] = typer.Argument(..., metavar="SWEEP_OR_CELL...", help="Sweeps (id, id prefix or name) or cell ids"),
-        out: Path = typer.Option(..., "--out", help="Dataset folder to write (steps.parquet, card.json, card.md, test_problems.jsonl)"),
+        out: Path = typer.Option(..., "--out", help="Dataset folder to write (steps.parquet, card.json, card.md, test_problems.jsonl, stepwise.parquet)"),
         split: str = typer.Option(",".join(f"{f:g}" for f in DEFAULT_FRACTIONS), help="Train,validation,test shares of problems"),
         salt: str = typer.Option("", help="Salt of the problem-id hash that splits (another salt, another split)"),
         db: Optional[str] = typer.Option(None, help=DB_HELP),
@@ -98,7 +101,7 @@ def register(app: typer.Typer) -> None:
         backbone: str = typer.Option("smollm2-135m", help="Model whose hidden states the head reads"),
         layers: str = typer.Option(",".join(map(str, DEFAULT_LAYERS)), help="Decoder layers (1-based) to try; the chosen one is where scoring stops"),
         head: Optional[list[str]] = typer.Option(None, "--head", help="Head kinds to try (repeatable): logistic, mlp (default both)"),
-        l2: str = typer.Option("0.001,0.01,0.1", help="Weight decay values to try"),
+        l2: str = typer.Option("0.01,0.1,1", help="Weight decay values to try"),
         label: str = typer.Option("soft", help="Target: soft (share of right candidates below) | hard (any right)"),
         epochs: int = typer.Option(400, help="Full-batch Adam epochs per head"),
         hidden: int = typer.Option(64, help="Hidden units of the MLP head"),
@@ -123,29 +126,38 @@ def register(app: typer.Typer) -> None:
             if split_name in m:
                 s = m[split_name]
                 out_console.print(escape(
-                    f"{split_name}: {s['n_steps']} steps, step AUC {s['step_auc']}, final-step AUC {s['final_auc']}, "
-                    f"Brier {s['brier']}, ECE {s['ece']}"
+                    f"{split_name}: {s['n_steps']} steps of {s['n_problems']} problems, step AUC {s['step_auc']} "
+                    f"(within problems {s['step_auc_within']}), final-step AUC {s['final_auc']} (within problems "
+                    f"{s['final_auc_within']}), Brier {s['brier']}, ECE {s['ece']}"
                 ))  # fmt: skip
         out_console.print(escape(f"verifier: {report.verifier_name}"))
 
 
 class _progress_bar:
-    """A rich progress bar on stderr when it is a terminal (stages: encoding, fitting); else nothing."""
+    """A rich progress bar on stderr when it is a terminal (stages: encoding, fitting); else a
+    log line per stage at most every `LOG_EVERY_S` seconds and at its end."""
+
+    LOG_EVERY_S = 30.0
 
     def __enter__(self):  # noqa: ANN204
         self.bar = None
         self.tasks: dict[str, int] = {}
+        self.logged: dict[str, float] = {}
         if sys.stderr.isatty():
             self.bar = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                 console=console(stderr=True), transient=False,
             )  # fmt: skip
             self.bar.__enter__()
-            return self.update
-        return None
+        return self.update
 
     def update(self, stage: str, done: int, total: int) -> None:
-        assert self.bar is not None
+        if self.bar is None:
+            now = time.monotonic()
+            if done == total or now - self.logged.setdefault(stage, now) >= self.LOG_EVERY_S:
+                self.logged[stage] = now
+                logger.info("%s %d/%d", STAGES.get(stage, stage), done, total)
+            return
         if stage not in self.tasks:
             self.tasks[stage] = self.bar.add_task(STAGES.get(stage, stage), total=total)
         self.bar.update(self.tasks[stage], completed=done, total=total)

@@ -41,9 +41,10 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 """Called with (stage, done, total): stage `features` (solutions encoded) or `heads` (heads fitted)."""
 
-DEFAULT_LAYERS = (6, 12)
-"""Layers of SmolLM2-135M's 30 read by default: the head runs at most 12 (40% of the backbone);
-deeper layers cost more per scored step and, measured here, ranked steps no better."""
+DEFAULT_LAYERS = (4, 8)
+"""Layers of SmolLM2-135M's 30 read by default: scoring runs at most 8 (27% of the backbone).
+On 30 ladder problems' trees (2,897 labelled steps, 8 validation problems) layers 4, 8, 12 and
+16 ranked steps alike (validation step AUC 0.60-0.65, within noise); deeper costs more per step."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class TrainOptions:
     layers: tuple[int, ...] = DEFAULT_LAYERS
     """Decoder layers (1-based) tried; the chosen one is where the verifier stops the backbone."""
     heads: tuple[HeadKind, ...] = HEAD_KINDS
-    l2: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
+    l2: tuple[float, ...] = (1e-2, 1e-1, 1.0)
     """Weight decay values tried per layer and head."""
     label: Literal["soft", "hard"] = "soft"
     hidden: int = 64
@@ -151,4 +152,5 @@ def train_verifier(
 
 
 def _metrics(scores: np.ndarray, rows: pl.DataFrame) -> dict:
-    return step_metrics(scores, rows["label_soft"].to_numpy(), rows["label_hard"].to_numpy(), rows["is_final"].to_numpy())
+    return step_metrics(scores, rows["label_soft"].to_numpy(), rows["label_hard"].to_numpy(), rows["is_final"].to_numpy(),
+                        (rows["dataset"] + "/" + rows["problem_id"]).to_numpy())
