@@ -7,8 +7,8 @@ converted model shared through TTSCALE_MODEL_CACHE), timed:
 
 1. `ttscale sweep run` — `ladder` levels 1-3, dataset seed 0: Best-of-N and beam search (M=2)
    at N=8 with the `self` and `arith_chain` verifiers;
-2. `ttscale learn dataset --split 0.7,0.3,0` — step labels from those trees (Math-Shepherd
-   hard/soft); no test split, since step 4 is the test;
+2. `ttscale learn dataset --split 0.6,0.4,0` — step labels from those trees (Math-Shepherd
+   hard/soft); no test split, since step 4 is the test (24 problems split 17 / 7);
 3. `ttscale learn train` — a reward head on SmolLM2-135M's hidden states (CPU);
 4. `ttscale sweep run` — held-out problems (dataset seed 1: other problem ids, the training
    problems' texts counted where they recur), the same grid with `learned:MODEL@FINGERPRINT`
@@ -136,11 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-problems", type=int, default=24, help="ladder problems of the held-out sweep (seed 1)")
     parser.add_argument("--n", type=int, default=8, help="N of Best-of-N and beam search (a multiple of M=2)")
     parser.add_argument("--layers", default="4,8", help="layers `ttscale learn train` tries")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes (6 and 6 problems, N=2) to check the script runs")
+    parser.add_argument("--split", default="0.6,0.4,0", help="train,validation,test shares of `learn dataset` (no test: step 4 is the test)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (8 and 6 problems, N=2, split 0.5,0.5,0) to check the script runs")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.train_problems, args.eval_problems, args.n = 6, 6, 2
+        args.train_problems, args.eval_problems, args.n, args.split = 8, 6, 2, "0.5,0.5,0"
 
     settings = c.bench_settings(kv_cache_gib=2)
     home = Path(tempfile.mkdtemp(prefix="verifier-loop-"))
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     step("1. sweep (self, arith_chain; seed 0)", ["sweep", "run", str(train_spec)])
     data, model = home / "steps", home / "model"
     # No test split: the held-out sweep is the test; validation picks the head.
-    step("2. learn dataset", ["learn", "dataset", "loop-train", "--out", str(data), "--split", "0.7,0.3,0"])
+    step("2. learn dataset", ["learn", "dataset", "loop-train", "--out", str(data), "--split", args.split])
     out = step("3. learn train", ["learn", "train", str(data), "--out", str(model), "--layers", args.layers])
     verifier = next(line.split("verifier: ", 1)[1].strip() for line in out.splitlines() if line.startswith("verifier: "))
     eval_spec = home / "eval.yaml"

@@ -113,8 +113,7 @@ def load_head(path: Path) -> RewardHead:
 
 
 def write_model_dir(out: Path, config: RewardModelConfig, head: RewardHead, metrics: dict, card: dict | None) -> str:
-    """Write the folder's files (metrics last but one, the fingerprint over what is written);
-    returns the fingerprint."""
+    """Write the folder's files; returns the fingerprint of what was written."""
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     save_head(out / HEAD_FILE, head)

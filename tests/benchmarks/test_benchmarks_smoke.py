@@ -20,6 +20,7 @@ SMOKE = {
     "dashboard_load": ["--smoke", "--repeat", "1"],
     "search_throughput": ["--quick"],
     "gpu_search": ["--help"],  # needs a GPU to run; here only its command line is checked
+    "verifier_loop": ["--smoke"],
 }
 
 

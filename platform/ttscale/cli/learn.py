@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
         if not force and any((out / name).exists() for name in FINGERPRINT_FILES):
             raise SpecError(f"--out: {str(out)!r} already holds a model; pass --force to replace it (specs pinning it then fail)")
         settings = settings_for()
-        with _progress_bar() as progress:
+        with TrainingProgress() as progress:
             report = train_verifier(data, out, settings, options, progress)
         m = report.metrics
         out_console = console()
@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
         out_console.print(escape(f"verifier: {report.verifier_name}"))
 
 
-class _progress_bar:
+class TrainingProgress:
     """A rich progress bar on stderr when it is a terminal (stages: encoding, fitting); else a
     log line per stage at most every `LOG_EVERY_S` seconds and at its end."""
 
