@@ -67,7 +67,9 @@ def summarise(url: str, name: str) -> dict:
         "verifier": found.get("verifier", "–"),
         "compute_optimal": found.get("compute_optimal", "–"),
         "best_gain": best_gain,
-        "auc": ", ".join(f"{r['verifier']}/{r['aggregation']} {r['auc']:.2f}" for r in report.verifiers.iter_rows(named=True)),
+        "auc": ", ".join(
+            f"{r['verifier']}/{r['aggregation']} {'–' if r['auc'] is None else format(r['auc'], '.2f')}" for r in report.verifiers.iter_rows(named=True)
+        ),
         "headline": headline(report),
     }
 
@@ -78,7 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", action="append", help="a name in benchmarks/demo_configs (default: all)")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--stored", action="append", default=[], metavar="NAME=URL@MINUTES",
+                        help="summarise a config already run into URL (wall MINUTES) instead of running it again")
+    parser.add_argument("--note", default="", help="a line added to the recorded section")
     args = parser.parse_args(argv)
+    stored = {}
+    for item in args.stored:
+        name, _, rest = item.partition("=")
+        url, _, minutes = rest.rpartition("@")
+        stored[name] = (url, float(minutes) * 60)
     names = args.config or sorted(p.stem for p in CONFIGS.glob("*.yaml"))
     unknown = [n for n in names if not (CONFIGS / f"{n}.yaml").is_file()]
     if unknown:
@@ -91,13 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in names:
         sampler = c.LoadSampler()
-        with sampler:
-            wall, url = run_config(CONFIGS / f"{name}.yaml", env)
+        if name in stored:
+            url, wall = stored[name]
+        else:
+            with sampler:
+                wall, url = run_config(CONFIGS / f"{name}.yaml", env)
         summary = summarise(url, name)
         rows.append((name, wall, sampler, summary))
         print(f"{name}: {wall / 60:.1f} min; {summary['headline']}", flush=True)
 
     lines = c.provenance_lines("demo_configurations.py", argv or sys.argv[1:], c.vllm_versions(), time.perf_counter() - started, load_start)
+    if args.note:
+        lines.append(f"- note: {args.note}")
     lines += ["", "| config | wall (min) | load mean/max | problems | bins | verifier AUC | largest compute-optimal gain |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, wall, sampler, s in rows:

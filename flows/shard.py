@@ -7,6 +7,10 @@ own settings). The task retries as the spec says (`retries`); a shard whose retr
 marks its cell failed. The `gpu` tag lets an operator cap GPU tasks cluster-wide (`prefect
 concurrency-limit create gpu N`); under `ttscale worker`, each GPU slot's own concurrency limit
 holds one shard at a time. The policy is loaded once per process.
+
+Problems another run is computing (claimed in the store) are not computed twice: with `wait`
+the task waits for that run to store them (or for its claims to lapse) and runs what is left;
+without, it returns them as `deferred` for the caller to come back to (the local sweep does).
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ RETRY_DELAYS_S = [2, 10, 30]
 
 
 @task(name="run-shard", tags=["gpu"], cache_policy=NO_CACHE, persist_result=False, retry_delay_seconds=RETRY_DELAYS_S)
-def shard_task(shard: dict, settings: Settings) -> dict:
+def shard_task(shard: dict, settings: Settings, wait: bool = True, progress: runner.ShardProgress | None = None) -> dict:
     """`shard` as `sweep_state.shard_params` gives it; `settings` say where the store is (task
-    arguments are not recorded by Prefect, so a password in them stays in this process)."""
+    arguments are not recorded by Prefect, so a password in them stays in this process);
+    `progress`, in local mode, is the CLI's display (`runner.ShardEvent`s)."""
     with store.opened(settings.database_url) as engine, gpu_slot():
         report = runner.run_shard(
-            engine, shard["cell"], shard["problem_ids"], settings, sweep_id=shard.get("sweep_id"), flow_run_id=flow_run.get_id()
+            engine, shard["cell"], shard["problem_ids"], settings, sweep_id=shard.get("sweep_id"), flow_run_id=flow_run.get_id(),
+            wait=wait, progress=progress,
         )
     return report.as_dict()
 

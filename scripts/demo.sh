@@ -8,9 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export TTSCALE_HOME=${TTSCALE_HOME:-$PWD/.ttscale}
 T=.venv/bin/ttscale
-$T db upgrade
+# The SQLite store creates and migrates itself on first use.
 $T sweep run examples/demo.yaml
-$T report demo --table accuracy --table frontier --plot "$TTSCALE_HOME/demo-frontier.png"
+# Difficulty bins are the dataset's three rungs (`--bins level`); the findings come first.
+$T report demo --bins level --table findings --table accuracy --table frontier --table verifiers \
+  --plot "$TTSCALE_HOME/demo-frontier.png"
 echo "frontier chart: $TTSCALE_HOME/demo-frontier.png"
 if [ "${DEMO_NO_DASHBOARD:-0}" = "1" ]; then exit 0; fi
 echo "dashboard: http://127.0.0.1:${DASHBOARD_PORT:-8501} (Ctrl-C stops it)"

@@ -16,7 +16,7 @@ def _cell(text: str) -> str:
 
 
 def render() -> str:
-    from ttscale.fidelity import DIFFERENCES, REFERENCE
+    from ttscale.fidelity import DIFFERENCES, PARTICLE_FILTERING, PARTICLE_FILTERING_REFERENCE, REFERENCE
 
     lines = [
         "# Fidelity: where ttscale differs from the reference, and why",
@@ -42,7 +42,18 @@ def render() -> str:
         "Rows with a `SearchRules` field switch with the profile; the others are the same in both, stated so",
         "that a reader comparing numbers knows. Golden tests pin both profiles on hand-derived cases",
         "(`tests/unit/test_fidelity_golden.py`).",
+        "",
+        "## Particle filtering",
+        "",
+        f"search-and-learn has no particle filtering; `particle_filtering` follows {PARTICLE_FILTERING_REFERENCE}.",
+        "Where ttscale differs from them (the same in both profiles; `tests/unit/test_particle_filtering.py` derives",
+        "the draws by hand):",
+        "",
+        "| # | topic | the paper / its_hub | where | ttscale | why |",
+        "|---|---|---|---|---|---|",
     ]
+    for i, d in enumerate(PARTICLE_FILTERING, start=1):
+        lines.append(f"| {i} | {_cell(d.topic)} | {_cell(d.reference)} | {_cell(d.where)} | {_cell(d.ttscale)} | {_cell(d.why)} |")
     return "\n".join(lines) + "\n"
 
 

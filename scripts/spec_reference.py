@@ -11,9 +11,11 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "spec.md"
 
 def _type_name(annotation) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    text = text or str(annotation).replace("typing.", "").replace("ttscale.spec.", "")
+    text = text or str(annotation).replace("typing.", "").replace("ttscale.spec.", "").replace("ttscale.policy.", "")
     if "discriminator=" in text or "MajorityParams" in text or "StrategySpec" in text:  # the strategies union: say what it is, not how pydantic spells it
         text = "list[strategy]" if text.startswith("list") else "strategy"
+    # A policy is written as a file's path; the spec reader embeds the file's content (`spec.embed_policy`).
+    text = text.replace("dict[str, Any]", "path of a policy file")
     return text.replace("|", "\\|")
 
 
@@ -33,6 +35,13 @@ def _model_table(model) -> list[str]:
     return lines
 
 
+_POLICY = (
+    "JSON, written by `ttscale report SWEEP --policy FILE`, read by `ttscale.policy.load_policy` (validated: a bad "
+    "file is a one-line error). A problem's bin is `predictor.predict_bin(mean verifier score of its samples)`; "
+    "what to run on it at budget n is `choice(bin, n)`."
+)
+
+
 def _traits(params) -> str:
     needs = "needs a verifier" if params.needs_verifier else "a verifier is optional (used for weighted selection)"
     shares = (
@@ -44,7 +53,7 @@ def _traits(params) -> str:
 
 
 def render() -> str:
-    from ttscale import spec
+    from ttscale import policy, spec
     from ttscale.strategy_params import ALL_PARAMS
 
     sections = [
@@ -53,6 +62,10 @@ def render() -> str:
         ("Sampling (`sampling`)", spec.SamplingParams, ""),
         *[(f"Strategy `{p.model_fields['name'].default}`", p, _traits(p)) for p in ALL_PARAMS],
         ("Cell (one point of the grid, as stored)", spec.CellSpec, ""),
+        ("Policy file (`ttscale report SWEEP --policy FILE`)", policy.Policy, _POLICY),
+        ("Policy: difficulty predictor (`predictor`)", policy.DifficultyPredictor, ""),
+        ("Policy: a bin (`predictor.bins[]`)", policy.ScoreBin, ""),
+        ("Policy: a choice (`choices[]`)", policy.PolicyChoice, ""),
     ]
     lines = [
         "# Sweep spec reference",

@@ -214,6 +214,70 @@ DIFFERENCES: tuple[Difference, ...] = (
     ),
 )
 
+PARTICLE_FILTERING_REFERENCE = "Puri et al. 2025 (arXiv 2502.01618) and Red Hat's its_hub (`its_hub/algorithms/particle_gibbs.py`)"
+PARTICLE_FILTERING: tuple[Difference, ...] = (
+    Difference(
+        "Batching",
+        "its_hub propagates one prompt's particles per call: a loop over problems around every model call",
+        "its_hub/algorithms/particle_gibbs.py (`ParticleGibbs._propagate`, `infer`)",
+        "one engine call per iteration for the live particles of every problem of the shard, copies of one draw "
+        "sent as one request for that many samples, and one verifier call",
+        "short step-wise calls are dominated by per-call overhead (docs/performance.md)",
+    ),
+    Difference(
+        "Resampling weights",
+        "the paper writes softmax(w) of the rewards w; its_hub takes the softmax of logit(r), the PRM score's "
+        "inverse sigmoid clipped to [1e-7, 1 - 1e-7]",
+        "Puri et al. 2025, the particle filtering algorithm; its_hub (`_inv_sigmoid`, `_softmax`)",
+        "its_hub's softmax of logit(r) / τ, with τ = `resample_temperature` (default 1: theirs)",
+        "a softmax of probabilities in [0, 1] is nearly uniform; τ lets a sweep flatten or sharpen the draw",
+    ),
+    Difference(
+        "The reward",
+        "the PRM's score of the partial answer; the paper's ablation prefers model-based aggregation (the PRM's "
+        "score of the last step, given the whole path)",
+        "Puri et al. 2025, reward aggregation ablation; its_hub (`prm.score` of the steps so far)",
+        "the cell's aggregation of the path's step scores: `last` (the default) is the model-based one, `min` "
+        "and `prod` the alternatives the paper compared",
+        "one aggregation per cell, as for beam search and DVTS",
+    ),
+    Difference(
+        "The final population",
+        "its_hub resamples after every step, the last included, so the particles it returns can be copies of one "
+        "finished particle; the paper's algorithm returns the particles once all have stopped",
+        "its_hub/algorithms/particle_gibbs.py (`infer`)",
+        "the paper's: the population is not drawn again once every particle has ended; finished particles take "
+        "part in every draw before that (copied or dropped), and a copy is a candidate on the same leaf",
+        "a last draw only adds sampling noise to the estimate; the weights of the final particles are kept on "
+        "their nodes",
+    ),
+    Difference(
+        "The answer",
+        "its_hub returns the particle of largest weight (`argmax`, default) or one drawn by weight",
+        "its_hub/algorithms/particle_gibbs.py (`SelectionMethod`)",
+        "all N particles are candidates, selected naive / weighted / majority as for every strategy; `naive` "
+        "(highest score) is its_hub's argmax, since a final weight grows with the reward",
+        "every strategy is judged by the same selection methods",
+    ),
+    Difference(
+        "Where a particle ends",
+        "at EOS or the step generator's stop condition, within a maximum number of steps",
+        "its_hub/lms.py (`StepGeneration`)",
+        "where a beam search path ends (EOS, an empty step, the token limit, a step stating `\\boxed{}`); the "
+        "last of `n_iterations` rolls every live particle out to the end",
+        "the same stopping rules as the other step-wise strategies, so budgets compare",
+    ),
+    Difference(
+        "Randomness",
+        "the draws come from Python's global `random` module",
+        "its_hub/algorithms/particle_gibbs.py (`random.choices`)",
+        "a generator per problem seeded with the cell's seed and the problem's id",
+        "reproducible given the engine's outputs, whatever else shares the problem's shard",
+    ),
+)
+"""Where `particle_filtering` differs from its paper and its_hub (search-and-learn has no particle
+filtering); the same in both profiles."""
+
 
 RULES: dict[Fidelity, SearchRules] = {
     profile: SearchRules(**{d.rule: d.values[i] for d in DIFFERENCES if d.rule is not None})

@@ -17,8 +17,10 @@ from ttscale.store import Connection
 from ttscale import store
 from ttscale.analysis.agreement import agreement
 from ttscale.analysis.cell_results import cell_accuracy_at, cell_totals
+from ttscale.analysis.learned_policy import learn_policy
 from ttscale.analysis.report import Report, build_report
 from ttscale.errors import SpecError
+from ttscale.policy import Policy
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class StoredResults:
     @property
     def generating(self) -> pl.DataFrame:
         return self.cells.filter(pl.col("source_cell_id").is_null())
+
+
+def resolve_sweep(conn: Connection, target: str) -> dict | None:
+    """The sweep row `target` names (as `resolve_cells` reads it), or None for a cell id."""
+    return None if store.read_cell(conn, target) is not None else store.read_sweep(conn, target)
 
 
 def resolve_cells(conn: Connection, target: str) -> pl.DataFrame:
@@ -79,6 +86,14 @@ def report(results: StoredResults, **options: object) -> Report:
         raise SpecError("SWEEP_OR_CELL: no stored candidates yet")
     built = build_report(results.generating, results.candidates, results.runs, results.problems, **options)
     return built if results.verdicts is None else replace(built, agreement=agreement(results.verdicts))
+
+
+def policy(results: StoredResults, *, sweep: dict | None, code_version: str, **options: object) -> Policy:
+    """`analysis.learned_policy.learn_policy` over the generating cells: the compute-optimal
+    policy of one model and dataset (`options`: model, dataset, n_bins)."""
+    if results.candidates.height == 0:
+        raise SpecError("SWEEP_OR_CELL: no stored candidates yet")
+    return learn_policy(results.generating, results.candidates, results.runs, code_version=code_version, sweep=sweep, **options)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 # Documented in docs/settings.md; tests/unit/test_settings_docs.py fails if a variable is missing there.
 ENV_VARS = {
-    "TTSCALE_HOME": "Project data directory (SQLite store, MLflow DB, Prefect home, model cache). Default: ./.ttscale",
+    "TTSCALE_HOME": "Project data directory (SQLite store, MLflow DB, Prefect home, model cache, command logs). Default: ./.ttscale",
     "TTSCALE_DATABASE_URL": "Results store URL. Default: sqlite:///$TTSCALE_HOME/ttscale.db; team: postgresql+psycopg://...",
     "TTSCALE_DASHBOARD_DATABASE_URL": "Read-only store URL the dashboard uses (role ttscale_reader). Default: the store URL",
     "TTSCALE_MODEL_CACHE": "Where converted models live. Default: $TTSCALE_HOME/models",

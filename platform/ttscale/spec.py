@@ -12,19 +12,20 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from ttscale import field_errors
 from ttscale.errors import SpecError
+from ttscale.field_errors import one_line
 from ttscale.files import MAX_SPEC_BYTES, read_text
 from ttscale.fidelity import Fidelity, rules
-from ttscale.strategy_params import ALL_PARAMS, STRATEGY_NAMES, Config
+from ttscale.policy import load_policy, parse_policy
+from ttscale.strategy_params import ALL_PARAMS, PARAMS_BY_NAME, STRATEGY_NAMES, Aggregation, Config, StrategyParams
 
 
-Aggregation = Literal["last", "min", "prod"]
 MAX_N = 4096
 """Largest budget N of a cell (`CellSpec.n`)."""
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -89,7 +90,8 @@ class CellSpec(Config):
     strategy: StrategySpec
     """The strategy and its parameters, picked by `name`."""
     n: int = Field(ge=1, le=MAX_N)
-    """N: samples for Best-of-N/majority, generations per step for beam search/DVTS, chains for self_refine."""
+    """N: samples for Best-of-N/majority, generations per step for beam search/DVTS, chains for
+    self_refine, particles for particle_filtering."""
     dataset: DatasetSpec
     """The problems: a registered dataset or a JSONL file, optionally filtered by `levels` and `limit`."""
     seed: int = Field(0, ge=INT64_MIN, le=INT64_MAX)
@@ -107,6 +109,9 @@ class CellSpec(Config):
             raise ValueError(f"n: {error}")
         if self.strategy.needs_verifier and self.verifier is None:
             raise ValueError(f"verifier: strategy {self.strategy.name} needs a verifier")
+        error = policy_error(self.strategy, "strategy.policy", model=self.model, verifier=self.verifier, aggregation=self.aggregation, n=self.n)
+        if error:
+            raise ValueError(error)
         return self
 
     def canonical_json(self) -> str:
@@ -198,6 +203,10 @@ class SweepSpec(Config):
                 raise ValueError(f"strategies[{i}].beam_width: every budget must be a multiple of {m}, got n={bad[0]}")
             if bad:
                 raise ValueError(f"strategies[{i}]: budget {bad[0]}: {strat.budget_error(bad[0])}")
+            for model, verifier, n in itertools.product(self.models, [v for v in self.verifiers if v is not None], self.budgets):
+                error = policy_error(strat, f"strategies[{i}].policy", model=model, verifier=verifier, aggregation=self.aggregation, n=n)
+                if error:
+                    raise ValueError(error)
             if strat.needs_verifier and all(v is None for v in self.verifiers):
                 raise ValueError(f"strategies[{i}]: {strat.name} needs a verifier; add one to `verifiers`")
         return self
@@ -236,52 +245,40 @@ class SweepSpec(Config):
         return cell.model_copy(update={"n": max(self.budgets)})
 
 
+def policy_error(strategy: StrategyParams, field: str, *, model: str, verifier: str | None, aggregation: str, n: int) -> str | None:
+    """Why a cell cannot apply the policy its strategy carries (`Policy.cell_error`), naming
+    `field`; None for a strategy that applies no policy."""
+    if not strategy.applies_policy:
+        return None
+    try:
+        policy = parse_policy(strategy.policy, source=field)
+    except SpecError as err:
+        return str(err)
+    error = policy.cell_error(model=model, verifier=verifier, aggregation=aggregation, n=n)
+    return f"{field}: {error}" if error else None
+
+
+def embed_policy(strategy: Any, field: str) -> Any:
+    """`strategy` (a spec's mapping) with its policy, where it applies one, read and embedded:
+    a path is replaced by the file's validated content, a mapping by its validated form, so the
+    cell's id is the policy's content and a worker needs no file. Anything else is left to
+    validation to reject."""
+    if not isinstance(strategy, dict) or not isinstance(name := strategy.get("name"), str):
+        return strategy
+    params = PARAMS_BY_NAME.get(name)
+    if params is None or not params.applies_policy:
+        return strategy
+    given = strategy.get("policy")
+    if isinstance(given, str):
+        return {**strategy, "policy": load_policy(given, what=field).model_dump(mode="json")}
+    if isinstance(given, dict):
+        return {**strategy, "policy": parse_policy(given, source=field).model_dump(mode="json")}
+    return strategy
+
+
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:
-    """One line per problem: `field.path: message, got value`."""
-    lines = []
-    for e in err.errors():
-        loc = _field_path(e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        got = e.get("input")
-        shown = "" if isinstance(got, dict | list) or e["type"] == "missing" or msg.endswith(str(got)) else f", got {_short(repr(got))}"
-        # Model-level checks already name their field in the message.
-        line = f"{loc}: {msg}{shown}" if loc else msg
-        lines.append(prefix + _one_line(line))
-    return "\n".join(lines)
-
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
-
-
-def _field_path(loc: tuple) -> str:
-    """`strategies[0].beam_width` from pydantic's ('strategies', 0, 'beam_search', 'beam_width'):
-    the discriminator tag pydantic inserts after a union's index is dropped; a key that is not
-    a plain name (empty, spaces, a number) is shown quoted in brackets: `['my key']`, `[1]`."""
-    out = ""
-    for i, part in enumerate(loc):
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in STRATEGY_NAMES and i >= 1 and isinstance(loc[i - 1], int):
-            continue
-        elif _NAME.fullmatch(part):
-            out += ("." if out else "") + part
-        else:
-            out += f"[{_short(repr(part), 60)}]"
-    return out
-
-
-_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
-
-
-def _one_line(text: str, limit: int = 500) -> str:
-    """`text` with control characters (line breaks, terminal escapes) written as escapes, so a
-    key or value from a spec can neither split an error line nor drive the terminal; cut at
-    `limit` characters."""
-    return _short(_CONTROL.sub(lambda m: repr(m.group())[1:-1], text), limit)
-
-
-def _short(text: str, limit: int = 100) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """One line per problem: `field.path: message, got value` (`field_errors`), strategy tags dropped."""
+    return field_errors.format_validation_error(err, prefix, union_tags=STRATEGY_NAMES)
 
 
 def as_cell(cell: CellSpec | Mapping | str) -> CellSpec:
@@ -296,9 +293,12 @@ def as_cell(cell: CellSpec | Mapping | str) -> CellSpec:
 
 
 def parse_sweep(data: Any, source: str = "spec") -> SweepSpec:
-    """Validate a loaded YAML/JSON mapping into a SweepSpec or raise SpecError naming the fields."""
+    """Validate a loaded YAML/JSON mapping into a SweepSpec or raise SpecError naming the fields.
+    A strategy's policy file is read and embedded first (`embed_policy`)."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a sweep spec must be a mapping, got {type(data).__name__}")
+    if isinstance(strategies := data.get("strategies"), list):
+        data = {**data, "strategies": [embed_policy(s, f"strategies[{i}].policy") for i, s in enumerate(strategies)]}
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as err:
@@ -341,16 +341,20 @@ def load_yaml_text(text: str, source: str = "spec") -> Any:
     import yaml
 
     try:
-        return yaml.load(text, Loader=_unique_keys_loader())  # noqa: S506 - a SafeLoader subclass
+        loader = _unique_keys_loader()(text)  # a SafeLoader: plain data only
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "python/" in first:
             first += " (YAML is loaded safely: tags that build Python objects are refused)"
-        raise SpecError(f"{source}: not valid YAML: {_one_line(first)}") from None
+        raise SpecError(f"{source}: not valid YAML: {one_line(first)}") from None
     except RecursionError:
         raise SpecError(f"{source}: not valid YAML: nested too deeply") from None
     except Exception as err:  # noqa: BLE001 - the safe loader on bad input: a constructor's ValueError etc.
-        raise SpecError(f"{source}: not valid YAML: {type(err).__name__}: {_one_line(str(err), 200)}") from None
+        raise SpecError(f"{source}: not valid YAML: {type(err).__name__}: {one_line(str(err), 200)}") from None
 
 
 def parse_sweep_text(text: str, source: str = "spec") -> SweepSpec:

@@ -13,6 +13,8 @@ This module sits beside `spec` at the bottom of the layers: pure data, no I/O.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import typing
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -46,6 +48,10 @@ class Config(BaseModel):
         return data
 
 
+Aggregation = Literal["last", "min", "prod"]
+"""How a candidate's step scores become one score (`ttscale.aggregation`)."""
+
+
 class Sampling(Protocol):
     """The token limits a work estimate needs (`spec.SamplingParams` has them)."""
 
@@ -65,6 +71,11 @@ class StrategyParams(Config):
     and DVTS this way) and verdicts are judged at every power of two up to N."""
     summary: ClassVar[str] = ""
     """One line for `ttscale ls strategies` and the CLI's help."""
+    applies_policy: ClassVar[bool] = False
+    """The strategy applies a compute-optimal policy (`ttscale.policy`): a policy cannot choose it."""
+    independent_samples: ClassVar[bool] = False
+    """Its candidates are whole solutions sampled independently with the cell's settings, so any
+    such samples (an adaptive cell's probes) can stand for its first candidates."""
 
     def budget_error(self, n: int) -> str | None:
         """Why budget `n` cannot run this strategy (a message naming the field), or None."""
@@ -93,11 +104,16 @@ class StrategyParams(Config):
         every sequence ran to its token limit). Default: `n` whole solutions."""
         return n, n * sampling.max_tokens
 
+    def shown_params(self) -> dict[str, Any]:
+        """The parameters as labels and trackers show them (JSON values, `name` left out)."""
+        return self.model_dump(mode="json", exclude={"name"})
+
 
 class MajorityParams(StrategyParams):
     """Sample N solutions; the most frequent equivalent answer wins (no verifier needed)."""
 
     name: Literal["majority"] = "majority"
+    independent_samples: ClassVar[bool] = True
     shares_prefix: ClassVar[bool] = True
     summary: ClassVar[str] = "Sample N solutions; the most frequent equivalent answer wins"
 
@@ -106,6 +122,7 @@ class BestOfNParams(StrategyParams):
     """Sample N solutions, score each with the verifier, select naive/weighted/majority."""
 
     name: Literal["best_of_n"] = "best_of_n"
+    independent_samples: ClassVar[bool] = True
     needs_verifier: ClassVar[bool] = True
     shares_prefix: ClassVar[bool] = True
     summary: ClassVar[str] = "Sample N solutions, score with the verifier, select naive/weighted/majority"
@@ -170,7 +187,63 @@ class SelfRefineParams(StrategyParams):
         return generations, generations * sampling.max_tokens
 
 
-ALL_PARAMS: tuple[type[StrategyParams], ...] = (MajorityParams, BestOfNParams, BeamSearchParams, DVTSParams, SelfRefineParams)
+class ParticleFilteringParams(StrategyParams):
+    """Particle filtering (Puri et al. 2025): N particles grown a step at a time, resampled in
+    proportion to the verifier's reward of their paths."""
+
+    name: Literal["particle_filtering"] = "particle_filtering"
+    needs_verifier: ClassVar[bool] = True
+    summary: ClassVar[str] = "Particle filtering: N particles grown step by step, resampled by the verifier's reward"
+    n_iterations: int = Field(40, ge=1, le=200)
+    """Maximum steps per particle; the last iteration rolls every live particle out to the end (as
+    beam search's `n_iterations`)."""
+    resample_temperature: float = Field(1.0, gt=0.0, le=100.0)
+    """τ: particles are drawn with probability softmax(logit(r) / τ) over the problem's N particles,
+    r the reward of each one's path. 1 is the paper's (and its_hub's) softmax of the reward's
+    logit; larger values flatten the draw, smaller ones sharpen it."""
+
+    def estimate(self, n: int, sampling: Sampling) -> tuple[int, int]:
+        """N particles, each a step of at most `step_max_tokens` per iteration; the last
+        iteration rolls every particle out to `max_tokens`."""
+        tokens = n * (self.n_iterations - 1) * sampling.step_max_tokens + n * sampling.max_tokens
+        return n * self.n_iterations, tokens
+
+
+class AdaptiveParams(StrategyParams):
+    """Apply a compute-optimal policy problem by problem: k probe samples predict the problem's
+    difficulty bin, then the policy's choice for that bin runs at the cell's budget."""
+
+    name: Literal["adaptive"] = "adaptive"
+    needs_verifier: ClassVar[bool] = True
+    applies_policy: ClassVar[bool] = True
+    summary: ClassVar[str] = "Apply a compute-optimal policy per problem: k probes predict its bin, the bin's choice runs"
+    policy: dict[str, Any]
+    """The policy (`ttscale report SWEEP --policy FILE`). Written in a spec as the policy file's
+    path (relative to the working directory): the spec reader embeds the file's content, so a
+    cell's id covers the policy itself and a worker needs no file."""
+    probes: int = Field(4, ge=1, le=256)
+    """k: whole samples per problem drawn first; the mean of their verifier scores predicts its
+    bin. They count as the first candidates of a chosen best_of_n/majority, else are extra."""
+
+    def estimate(self, n: int, sampling: Sampling) -> tuple[int, int]:
+        """k probes, plus the dearest of the policy's choices at budget n."""
+        chosen = [
+            PARAMS_BY_NAME[c["strategy"]["name"]].model_validate(c["strategy"]).estimate(n, sampling)
+            for c in self.policy.get("choices", ())
+            if c.get("n") == n
+        ]
+        generations, tokens = max(chosen, default=(0, 0))
+        return self.probes + generations, self.probes * sampling.max_tokens + tokens
+
+    def shown_params(self) -> dict[str, Any]:
+        """The policy shown as the 12 hex of its canonical JSON's sha256 (`Policy.policy_id`)."""
+        digest = hashlib.sha256(json.dumps(self.policy, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+        return {**super().shown_params(), "policy": digest}
+
+
+ALL_PARAMS: tuple[type[StrategyParams], ...] = (
+    MajorityParams, BestOfNParams, BeamSearchParams, DVTSParams, SelfRefineParams, ParticleFilteringParams, AdaptiveParams,
+)  # fmt: skip
 """Every strategy's parameter model; `spec.StrategySpec` is their union, picked by `name`."""
 PARAMS_BY_NAME: dict[str, type[StrategyParams]] = {p.model_fields["name"].default: p for p in ALL_PARAMS}
 STRATEGY_NAMES: tuple[str, ...] = tuple(PARAMS_BY_NAME)

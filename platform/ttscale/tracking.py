@@ -87,7 +87,8 @@ def redact_params(params: Mapping[str, Any]) -> dict[str, str]:
 
 def cell_params(cell_row: Mapping[str, Any], sweep_row: Mapping[str, Any]) -> dict[str, str]:
     """A cell's params from its stored canonical spec and the sweep's spec hash/code version."""
-    spec = as_cell(cell_row["spec"]).model_dump(mode="json")
+    cell = as_cell(cell_row["spec"])
+    spec = cell.model_dump(mode="json")
     params: dict[str, Any] = {
         "cell_id": cell_row["cell_id"],
         "model": spec["model"],
@@ -101,9 +102,8 @@ def cell_params(cell_row: Mapping[str, Any], sweep_row: Mapping[str, Any]) -> di
         "spec_hash": sweep_row["spec_hash"],
         "source_cell_id": cell_row["source_cell_id"] or "none",
     }
-    for key, value in spec["strategy"].items():
-        if key != "name":
-            params[f"strategy.{key}"] = value
+    for key, value in cell.strategy.shown_params().items():  # a policy as its id, not its kilobytes
+        params[f"strategy.{key}"] = value
     for key, value in spec["dataset"].items():
         if key != "name" and value is not None:
             params[f"dataset.{key}"] = value

@@ -11,6 +11,7 @@ Invariants (checked by `check_tree`, relied on by the store and tested by proper
   leaf's own text, since each round rewrites the whole answer.
 - `ProblemResult.n_generated_tokens` equals the sum of every node's generated and lookahead
   tokens: nothing the policy generated is unaccounted for (unless it is None: not recorded).
+- A node's particle `weight`, where recorded, lies in [0, 1].
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class Node:
     """Dropped by the search before it finished."""
     n_cached_prompt_tokens: int = 0
     """Of `n_prompt_tokens`, those the engine served from its prefix cache (0 where it cannot tell)."""
+    weight: float | None = None
+    """Particle filtering: the node's share (0-1) of its problem's particle population at the last
+    resampling it took part in (copies of one particle summed); None for other strategies."""
 
 
 @dataclass(slots=True)
@@ -133,6 +137,8 @@ def check_tree(result: ProblemResult) -> None:
                 raise TreeInvariantError(f"{result.problem_id}: node {i} parent {node.parent} not before it")
             if node.depth != result.nodes[node.parent].depth + 1:
                 raise TreeInvariantError(f"{result.problem_id}: node {i} depth {node.depth} inconsistent")
+        if node.weight is not None and not -1e-9 <= node.weight <= 1 + 1e-9:
+            raise TreeInvariantError(f"{result.problem_id}: node {i} weight {node.weight} outside [0, 1]")
     for cand in result.candidates:
         if not 0 <= cand.leaf < len(result.nodes):
             raise TreeInvariantError(f"{result.problem_id}: candidate {cand.index} leaf {cand.leaf} missing")

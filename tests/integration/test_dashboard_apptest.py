@@ -90,6 +90,7 @@ TABLE_COLUMNS = {
     "candidates_table": ("chosen by", 0),
     "path_table": ("step score", 0),
     "audit_cells": ("shard time", 0),
+    "audit_facts": ("field", 0),
     "findings_verifiers": ("AUC within problems", 0),
     "audit_verifiers": ("AUC within problems", 0),
 }
@@ -523,7 +524,7 @@ def test_explorer_unsolved_filter_lists_only_problems_no_candidate_solved(monkey
 def test_audit_shows_spec_hash_version_counts_and_links(monkeypatch, sweep_store, stored):
     at = run_page(monkeypatch, sweep_store, "audit", {"sweep": stored["sweep"]["sweep_id"]})
     sweep = stored["sweep"]
-    facts = dict(pl.from_pandas(at.table[0].value).select("field", "value").iter_rows())
+    facts = dict(frame_of(at, "audit_facts").select("field", "value").iter_rows())  # a dataframe: no Markdown in its cells
     assert facts["spec hash"] == sweep["spec_hash"]
     assert facts["code version"] == sweep["code_version"]
     assert facts["status"] == "done" and facts["name"] == "dashboard-test"
@@ -534,12 +535,12 @@ def test_audit_shows_spec_hash_version_counts_and_links(monkeypatch, sweep_store
     assert metrics["Problems done"] == f"{runs.height:,}"
     assert metrics["Tree nodes"] == f"{runs['n_nodes'].sum():,}"
     assert frame_of(at, "audit_cells").height == stored["sweep_cells"].height
-    runs_md = " ".join(texts(at, "markdown"))
+    runs_text = " ".join([t.value for t in at.text] + [b.proto.label for b in at.get("link_button")])
     for name, key in (("MLflow run", "mlflow_run_id"), ("Prefect flow run", "prefect_flow_run_id")):
         if sweep[key]:
-            assert f"{name}: " in runs_md and sweep[key] in runs_md
+            assert name in runs_text and sweep[key] in runs_text
         else:
-            assert f"{name}: none recorded" in runs_md
+            assert f"{name}: none recorded" in runs_text
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Download parquet", "Download csv"]
 
@@ -566,7 +567,7 @@ def test_audit_export_holds_every_stored_candidate(sweep_store, stored):
 def test_audit_of_a_cell_outside_sweeps(monkeypatch, sweep_store, stored):
     at = run_page(monkeypatch, sweep_store, "audit", {"sweep": "__unswept__"})
     loose = stored["cells"].filter(~pl.col("cell_id").is_in(stored["sweep_cells"]["cell_id"].to_list())).row(0, named=True)
-    facts = dict(pl.from_pandas(at.table[0].value).select("field", "value").iter_rows())
+    facts = dict(frame_of(at, "audit_facts").select("field", "value").iter_rows())
     assert loose["cell_id"] in facts["cell"] and loose["cell_id"] in facts["spec hash"]
     spec = json.loads(next(c.value for c in at.code if c.language == "json"))
     assert spec == json.loads(loose["spec"])

@@ -19,15 +19,15 @@ def test_demo_spec_validates_to_its_grid(tmp_path):
     got = ttscale("sweep", "validate", str(EXAMPLES / "demo.yaml"), env={"TTSCALE_HOME": str(tmp_path)})
     assert got.returncode == 0, got.stderr
     assert "cells: 6 (4 run, 2 served by the largest budget)" in got.stdout
-    assert "problems per cell: 10" in got.stdout
-    assert "shards: 4 of at most 10 problems" in got.stdout
-    # best_of_n@4 and majority@4: 4 x 10 samples of <=192 tokens; beam search: 4 iterations of N
-    # expansions (3 steps of <=64 tokens, then a roll-out of <=192), for N=2 and N=4.
-    bon = 4 * 10
-    beam = lambda n: n * 4 * 10  # noqa: E731
-    beam_tokens = lambda n: (n * 3 * 64 + n * 192) * 10  # noqa: E731
-    assert f"estimated generations: ≤{2 * bon + beam(2) + beam(4):,}" in got.stdout
-    assert f"estimated tokens: ≤{2 * bon * 192 + beam_tokens(2) + beam_tokens(4):,}" in got.stdout
+    assert "problems per cell: 45" in got.stdout
+    assert "shards: 4 of at most 45 problems" in got.stdout
+    # best_of_n@8 (serving @2 and @4): 8 x 45 samples of <=192 tokens; beam search: 5 iterations
+    # of N expansions (4 steps of <=64 tokens, then a roll-out of <=192), for N = 2, 4, 8.
+    bon = 8 * 45
+    beam = lambda n: n * 5 * 45  # noqa: E731
+    beam_tokens = lambda n: (n * 4 * 64 + n * 192) * 45  # noqa: E731
+    assert f"estimated generations: ≤{bon + beam(2) + beam(4) + beam(8):,}" in got.stdout
+    assert f"estimated tokens: ≤{bon * 192 + beam_tokens(2) + beam_tokens(4) + beam_tokens(8):,}" in got.stdout
 
 
 def test_reference_spec_is_the_published_grid(tmp_path):

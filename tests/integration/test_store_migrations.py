@@ -11,7 +11,7 @@ from ttscale.errors import StoreError
 from ttscale.store import schema
 from ttscale.store.migrate import current_revision
 
-TABLES = {"sweeps", "cells", "sweep_cells", "problems", "problem_runs", "candidates", "nodes", "verdicts"}
+TABLES = {"sweeps", "cells", "sweep_cells", "problems", "problem_runs", "candidates", "nodes", "verdicts", "problem_claims"}
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_upgrade_downgrade_upgrade(engine):
         store.check_reachable_and_migrated(engine)
     store.upgrade(engine)
     assert tables(engine) == TABLES
-    assert store.check_reachable_and_migrated(engine) == store.head_revision() == "0003"
+    assert store.check_reachable_and_migrated(engine) == store.head_revision() == "0005"
     store.downgrade(engine, "base")
     assert tables(engine) == set()
     with engine.connect() as conn:

@@ -35,12 +35,13 @@ def sample_sweep(name: str = "beam vs best-of-n") -> SweepSpec:
 
 def _result(problem_id: str, texts: tuple[str, str, str, str]) -> ProblemResult:
     """A beam-search tree: root step 0, two children (1 selected, 2 pruned), leaf 3 under 1,
-    and a second leaf 4 under 0; candidates end at 3 and 4."""
+    and a second leaf 4 under 0; candidates end at 3 and 4. Nodes 1 and 2 carry particle weights,
+    as particle filtering records them, so the column round-trips too."""
     a, b, c, d = texts
     nodes = [
         Node(0, None, 0, a, "step", 120, 30, 0, (0.91,), 40, "step", selected=True),
-        Node(1, 0, 1, b, "step", 150, 25, 8, (0.75,), 35, "step", selected=True),
-        Node(2, 0, 1, "Dead end.\n\n", "step", 150, 5, 0, (0.125,), 20, "step", pruned=True),
+        Node(1, 0, 1, b, "step", 150, 25, 8, (0.75,), 35, "step", selected=True, weight=0.8125),
+        Node(2, 0, 1, "Dead end.\n\n", "step", 150, 5, 0, (0.125,), 20, "step", pruned=True, weight=0.1875),
         Node(3, 1, 2, c, "step", 175, 40, 0, (0.5, 0.0625), 50, "eos", selected=True),
         Node(4, 0, 1, d, "completion", 150, 60, 0, (0.3333333333333333,), 30, "length", selected=True),
     ]

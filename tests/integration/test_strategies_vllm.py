@@ -10,7 +10,9 @@ import pytest
 from ttscale.data import load_problems
 from ttscale.prompting import PromptBuilder
 from ttscale.spec import DatasetSpec, SamplingParams
-from ttscale.strategy_params import BeamSearchParams, BestOfNParams, DVTSParams, MajorityParams, SelfRefineParams
+from ttscale.strategy_params import (
+    BeamSearchParams, BestOfNParams, DVTSParams, MajorityParams, ParticleFilteringParams, SelfRefineParams,
+)  # fmt: skip
 from ttscale.strategies import load_strategy
 from ttscale.strategies.common import SearchContext
 from ttscale.tree import check_tree
@@ -24,6 +26,7 @@ CASES = [
     ("beam_search", BeamSearchParams(beam_width=2, n_iterations=3), 4),
     ("dvts", DVTSParams(beam_width=2, n_iterations=3), 4),
     ("self_refine", SelfRefineParams(n_rounds=1), 2),
+    ("particle_filtering", ParticleFilteringParams(n_iterations=3), 4),
 ]
 
 
@@ -58,6 +61,10 @@ def test_strategy_on_real_generations_keeps_its_invariants(vllm_policy, vllm_set
             assert c.n_generated_tokens == sum(x.n_generated_tokens for x in r.path(c.leaf)) or name == "self_refine"
             if name != "majority":
                 assert c.score is not None and 0.0 <= c.score <= 1.0
+        if name == "particle_filtering":  # every step weighed, at most N per iteration, candidates never pruned
+            assert all(x.weight is not None for x in r.nodes)
+            assert all(sum(x.depth == d for x in r.nodes) <= n for d in range(params.n_iterations))
+            assert not any(r.nodes[c.leaf].pruned for c in r.candidates)
 
 
 @pytest.fixture(scope="module")

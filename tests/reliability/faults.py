@@ -132,6 +132,22 @@ def stored_keys(url: str) -> set[tuple[str, str]]:
         engine.dispose()
 
 
+def claims(url: str) -> dict[tuple[str, str], int]:
+    """(cell_id, problem_id) → pid of the process that claimed it, for every claim in the store."""
+    import sqlalchemy as sa
+
+    from ttscale import store
+    from ttscale.store import schema
+
+    c = schema.problem_claims.c
+    engine = store.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {(cell, problem): pid for cell, problem, pid in conn.execute(sa.select(c.cell_id, c.problem_id, c.pid))}
+    finally:
+        engine.dispose()
+
+
 def wait_mid_shard(url: str, trace: Path, proc: subprocess.Popen, *, min_stored: int = 1, timeout_s: float = 600, log: Path | None = None, exclude: set | None = None) -> Shard:
     """Wait until the store holds at least `min_stored` problems (not all) and a shard is
     computing whose problems are not stored: the moment to strike. Returns that shard."""

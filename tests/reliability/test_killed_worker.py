@@ -4,9 +4,11 @@
 server) is started on the scripted model, slowed so a shard lasts seconds; once the store
 holds a shard and another is computing, the whole process group gets SIGKILL. The killed
 shard's transaction never committed, so none of its problems are stored (on SQLite the file
-passes `PRAGMA integrity_check`). Running the same command again resumes: only problems not
-stored run, nothing stored before the kill is computed again, and the store ends with every
-problem, candidate, node and verdict exactly once and the sweep done.
+passes `PRAGMA integrity_check`); its claims on them stay in the store. Running the same
+command again resumes at once — the claims' process is gone from this host, so they do not
+hold it up until they lapse: only problems not stored run, nothing stored before the kill is
+computed again, and the store ends with every problem, candidate, node and verdict exactly
+once and the sweep done.
 
 (Team mode's version — a `ttscale worker` killed mid-shard, the sweep resubmitted — is in
 tests/integration/test_orchestration_team.py.)
@@ -27,6 +29,7 @@ from tests.orchestration import env_for, migrated_store, read_all, small_spec, s
 from tests.plugins.prefect_mlflow import no_prefect_env
 from tests.reliability.faults import (
     assert_stored_exactly_once,
+    claims,
     computed_since,
     fault_env,
     one_cell_run_args,
@@ -59,11 +62,14 @@ def test_sweep_run_killed_mid_shard_resumes_with_every_candidate_once(engine, re
     assert stored_after == stored_before, "something was written after SIGKILL"
     assert not shard.keys & stored_after, "the killed shard was stored: the kill came too late"
     assert 3 <= len(stored_after) < 15
+    assert {claims(url).get(key) for key in shard.keys} == {first.pid}  # the dead run's claims remain
     if engine == "sqlite":
         assert sqlite_integrity(Path(url.removeprefix("sqlite:///"))) == "ok"
 
     again = subprocess.run([TTSCALE, "sweep", "run", str(spec)], env=env, capture_output=True, text=True, timeout=1200)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-5000:]
+    assert "shard deferred" not in again.stderr  # the dead run's claims held nothing up
+    assert claims(url) == {}
     assert "tracking: complete" in again.stdout
 
     assert_stored_exactly_once(url, sweep_id_of(url, f"kill-{engine}"))
@@ -91,10 +97,12 @@ def test_ttscale_run_killed_mid_shard_resumes_like_a_one_cell_sweep(tmp_path: Pa
     first.wait(timeout=60)
     killed_at = time.time()
     assert stored_keys(url) == stored_before and not shard.keys & stored_before
+    assert {claims(url).get(key) for key in shard.keys} == {first.pid}
     assert sqlite_integrity(Path(url.removeprefix("sqlite:///"))) == "ok"
 
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-5000:]
+    assert "shard deferred" not in again.stderr
     left = 15 - len(stored_before)
     assert f"with {left} problems to run" in again.stdout  # the sweep's plan line: it resumes
     assert "tracking: complete" in again.stdout

@@ -53,3 +53,14 @@ def test_no_code_loads_yaml_unsafely():
                     if node.attr in UNSAFE:
                         unsafe.append(f"{path.relative_to(ROOT)}:{node.lineno}: yaml.{node.attr}")
     assert not unsafe, unsafe
+
+
+def test_the_spec_loader_is_a_safe_loader_that_refuses_duplicate_keys():
+    import yaml
+
+    from ttscale.errors import SpecError
+    from ttscale.spec import _unique_keys_loader, load_yaml_text
+
+    assert issubclass(_unique_keys_loader(), yaml.SafeLoader)
+    with pytest.raises(SpecError, match="duplicate key 'budgets'"):
+        load_yaml_text("budgets: [2]\nname: x\nbudgets: [4]\n")

@@ -9,7 +9,8 @@ import json
 import polars as pl
 import pytest
 
-from ttscale.analysis.report import TABLES, build_report, plot_frontier, render
+from ttscale.analysis.report import TABLES, VIEW_KEYS, build_report, display_views, plot_frontier, render, rich_tables
+from ttscale.analysis.text_tables import fitted_tables
 from benchmarks.synthetic_sweep import synthetic_sweep
 from ttscale.errors import SpecError
 
@@ -134,3 +135,51 @@ def test_report_keeps_the_points_it_was_built_from(report):
     joined = models.join(overall, on=["model", "option", "n"])
     assert joined.height == models.height
     assert (joined["accuracy"] - joined["correct"]).abs().max() < 1e-12
+
+
+def _header_words(report, name):
+    headers, _ = display_views(report, [name])[name]
+    return {word for header in headers for word in header.split()}
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_table_rendering_fits_80_columns_without_squeezing_a_header(report, name):
+    text = render(report, "table", [name], width=80)
+    lines = text.splitlines()
+    assert lines and max(len(line) for line in lines) <= 80, "\n".join(line for line in lines if len(line) > 80)
+    assert not any("…" in line for line in lines)  # nothing cut short
+    tokens = set(text.split())
+    assert _header_words(report, name) <= tokens  # every header word whole (a header may wrap at its spaces)
+
+
+def test_wide_views_split_into_parts_that_repeat_their_key_columns(report):
+    narrow = rich_tables(report, ["frontier"], width=80)
+    wide = rich_tables(report, ["frontier"], width=250)
+    assert len(wide) == 1 and len(narrow) > 1
+    keys = [str(c.header) for c in wide[0].columns[:VIEW_KEYS["frontier"]]]
+    assert keys == ["model", "dataset", "bin", "n"]
+    assert all([str(c.header) for c in part.columns[: len(keys)]] == keys for part in narrow)
+    rest = [str(c.header) for part in narrow for c in part.columns[len(keys):]]
+    assert rest == [str(c.header) for c in wide[0].columns[len(keys):]]  # every other column once, in order
+    assert [str(t.title) for t in narrow] == [f"frontier (part {i}/{len(narrow)})" for i in range(1, len(narrow) + 1)]
+
+
+def test_frontier_view_shows_the_intervals_compactly(report):
+    headers, rows = display_views(report, ["frontier"])["frontier"]
+    row = report.frontier.filter((pl.col("model") == "small-1b") & (pl.col("bin") == "all") & (pl.col("budget") == 8)).row(0, named=True)
+    shown = dict(zip(headers, next(r for r in rows if r[:4] == ["small-1b", row["dataset"], "all", "8"]), strict=True))
+    assert shown["optimal"] == f"{100 * row['optimal_accuracy']:.1f} [{100 * row['optimal_ci_low']:.0f},{100 * row['optimal_ci_high']:.0f}]"
+    assert shown["single"] == f"{100 * row['single_accuracy']:.1f} [{100 * row['single_ci_low']:.0f},{100 * row['single_ci_high']:.0f}]"
+    assert shown["gain"] == f"{100 * row['gain']:+.1f} [{100 * row['gain_ci_low']:.0f},{100 * row['gain_ci_high']:.0f}]"
+
+
+def test_fitted_tables_wrap_only_at_spaces_when_one_column_cannot_fit():
+    from rich.console import Console
+
+    long = "best_of_n:majority@1 | beam_search:weighted@16 | dvts:naive@4 | self_refine:naive@2"
+    tables = fitted_tables("t", ["cell", "chosen options"], [["c1", long]], width=40, keys=1)
+    console = Console(file=io.StringIO(), width=40, color_system=None)
+    console.print(tables[0])
+    lines = console.file.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 40
+    assert set(long.split()) <= set(console.file.getvalue().split())  # wrapped between words, never inside one

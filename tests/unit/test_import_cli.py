@@ -40,8 +40,8 @@ def test_import_then_report_gives_the_hand_counted_accuracies(store_file, tmp_pa
     assert "accuracy@n=4: naive 0.500, weighted 0.750, majority 0.750, pass 1.000" in got.stdout
     # the file's own pred_weighted@4, graded by ttscale, beside ttscale's selection: they agree
     assert "published predictions" in got.stdout
-    agreement = [line.split() for line in got.stdout.splitlines() if " weighted " in line and "accuracy@" not in line]
-    assert [[w for w in row if w not in "│┃"] for row in agreement] == [["weighted", "4", "4", "0.750", "0.750", "0"]]
+    agreement = [line.split() for line in got.stdout.splitlines() if line.split()[:1] == ["weighted"]]
+    assert agreement == [["weighted", "4", "4", "0.750", "0.750", "0"]]
     cell = _cell_id(got.stdout)
 
     again = _import(store_file)
@@ -70,6 +70,15 @@ def test_import_then_report_gives_the_hand_counted_accuracies(store_file, tmp_pa
     assert table.returncode == 0, table.stderr
     assert "accuracy" in table.stdout and "weighted" in table.stdout
 
+    # Every table, piped (COLUMNS unset) and at COLUMNS=80: 80 columns at most, headers whole.
+    for columns in ("", "80"):
+        every = ttscale("report", cell, "--db", store_file, env={"COLUMNS": columns})
+        assert every.returncode == 0, every.stderr
+        lines = every.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 80, "\n".join(line for line in lines if len(line) > 80)
+        assert "…" not in every.stdout
+        assert {"accuracy", "frontier", "verifiers", "agreement", "optimal", "single", "chosen"} <= set(every.stdout.split())
+
 
 def test_bad_input_fails_in_one_line_and_stores_nothing(store_file, capsys):
     got = ttscale("import", TINY, "--format", "openai", "--model", MODEL, "--strategy", "best_of_n", "--db", store_file)
@@ -86,7 +95,7 @@ def test_bad_input_fails_in_one_line_and_stores_nothing(store_file, capsys):
         (["report", "x", "--format", "xml", "--db", store_file],
          "error: --format: unknown 'xml'; allowed: table, json, csv, markdown"),
         (["report", "x", "--table", "everything", "--db", store_file],
-         "error: --table: unknown 'everything'; allowed: accuracy, bins, frontier"),
+         "error: --table: unknown 'everything'; allowed: findings, accuracy, bins, frontier"),
     ]:  # fmt: skip
         with pytest.raises(SystemExit) as exit_:
             main(argv)

@@ -45,7 +45,7 @@ def describe_cells(cells: pl.DataFrame) -> pl.DataFrame:
     require_columns(cells, CELL_COLUMNS, "cells")
     rows = cells.to_dicts()
     strategies = [_strategy(row) for row in rows]
-    params = [s.model_dump(mode="json", exclude={"name"}) if s is not None else {} for s in strategies]
+    params = [s.shown_params() if s is not None else {} for s in strategies]
     varying: dict[str, set[str]] = {}
     for row, p in zip(rows, params, strict=True):
         seen = varying.setdefault(row["strategy"], set())

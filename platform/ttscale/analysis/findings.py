@@ -242,8 +242,9 @@ def headline(report) -> str:  # noqa: ANN001
         hi = _best(acc.filter(pl.col("n") == n_hi), ["n"]).row(0, named=True)
         by_bin = _best(option_accuracy(mine, report.problem_bins).filter(pl.col("n") == n_hi), ["bin"]).sort("bin")
         choices = by_bin.group_by("option", maintain_order=True).agg(pl.col("bin"))
-        # Per-bin advice only where choosing per bin held up out of sample (two-fold gain > 0).
-        if choices.height > 1 and g is not None and g["gain"] > 0:
+        # Per-bin advice only where choosing per bin held up out of sample: the two-fold gain's
+        # interval above 0. Otherwise one strategy is the honest advice.
+        if choices.height > 1 and g is not None and g["gain_ci_low"] is not None and g["gain_ci_low"] > 0:
             per_bin = ", ".join(
                 f"{r['option']} on difficulty bin{'s' if len(r['bin']) > 1 else ''} {', '.join(r['bin'])}" for r in choices.iter_rows(named=True)
             )
@@ -255,3 +256,13 @@ def headline(report) -> str:  # noqa: ANN001
             parts.append(f"at n={n_hi} use {hi['option']} on every difficulty ({pct(hi['accuracy'])}{interval(hi['ci_low'], hi['ci_high'])})")
     text = f"{model} on {dataset}: " + "; ".join(parts)
     return text + "."
+
+
+FINDINGS_SCHEMA = {"kind": pl.String, "text": pl.String, "page": pl.String}
+
+
+def findings_frame(report) -> pl.DataFrame:  # noqa: ANN001
+    """The headline (kind `headline`) and every finding, one row each, in reading order."""
+    rows = [{"kind": "headline", "text": text, "page": "findings"}] if (text := headline(report)) else []
+    rows += [{"kind": f.kind, "text": f.text, "page": f.page} for f in findings(report)]
+    return pl.DataFrame(rows, schema=FINDINGS_SCHEMA)

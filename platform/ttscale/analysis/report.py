@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -24,6 +24,7 @@ from ttscale.analysis.comparison import compare_models, model_frontiers
 from ttscale.analysis.cells import describe_cells
 from ttscale.analysis.costs import FlopsAxis
 from ttscale.analysis.difficulty import BinKind, difficulty_bins
+from ttscale.analysis.findings import FINDINGS_SCHEMA, findings_frame
 from ttscale.analysis.frontier import ALL_BINS, compute_optimal, frontier_points
 from ttscale.analysis.verdicts import Mode, problem_verdicts
 from ttscale.analysis.verifier_quality import QUALITY_SCHEMA, verifier_quality
@@ -35,7 +36,10 @@ if TYPE_CHECKING:
 
 Format = Literal["table", "json", "csv", "markdown"]
 FORMATS = ("table", "json", "csv", "markdown")
-TABLES = ("accuracy", "bins", "frontier", "frontier_flops", "models", "comparison", "verifiers", "agreement")
+TABLES = ("findings", "accuracy", "bins", "frontier", "frontier_flops", "models", "comparison", "verifiers", "agreement")
+VIEW_KEYS = {"findings": 1, "accuracy": 5, "bins": 2, "frontier": 4, "frontier_flops": 4, "models": 2, "comparison": 3, "verifiers": 1, "agreement": 3}
+"""How many leading columns of each display view name a row: a view split to fit a narrow
+terminal repeats them in every part (`text_tables.fitted_tables`)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class Report:
     points: pl.DataFrame | None = None
     """Per-problem correctness of every option at every real budget (`frontier.frontier_points`),
     for views this report does not tabulate (e.g. accuracy per bin); not rendered."""
+    findings: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FINDINGS_SCHEMA))
+    """The headline and each finding in one sentence (`findings.findings_frame`)."""
     verifiers: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=QUALITY_SCHEMA))
     """How well each cell's verifier separates right from wrong candidates (`verifier_quality`)."""
     agreement: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={c: pl.String for c in AGREEMENT_COLUMNS}))
@@ -124,10 +130,11 @@ def build_report(
         "n_cells": described.height,
     }
     settings["verifiers"] = "AUC: P(a correct candidate outscores a wrong one), ties half; pooled over the cell and within problems"
-    return Report(
+    built = Report(
         accuracy, per_cell, bin_summary, problem_bins, frontier, frontier_flops, models, comparison, settings, points,
         verifiers=verifier_quality(cells, candidates),
     )
+    return replace(built, findings=findings_frame(built))
 
 
 # ---- renderings ---------------------------------------------------------------------------
@@ -174,6 +181,17 @@ def _fmt_acc(value: float | None, low: float | None = None, high: float | None =
     return text
 
 
+def _fmt_interval(value: float | None, low: float | None, high: float | None, sign: str = "") -> str:
+    """A percentage with its 95% interval in whole points, compact enough for a terminal
+    column: `43.3 [27,61]` (`sign="+"`: `+3.3 [-5,12]`)."""
+    if value is None or math.isnan(value):
+        return "–"
+    text = f"{100 * value:{sign}.1f}"
+    if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
+        text += f" [{100 * low:.0f},{100 * high:.0f}]"
+    return text
+
+
 def _fmt_ratio(value: float | None) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.2f}"
 
@@ -188,13 +206,15 @@ def display_views(report: Report, tables: list[str] | None = None) -> dict[str, 
     """Compact, human-readable views (headers, rows of strings) of the chosen tables.
 
     accuracy: one row per (model, dataset, config, N, method), one column per n, in percent
-    with the 95% interval; frontier tables: compute-optimal vs best single; models: only
-    the points on each model's envelope.
+    with the 95% interval; frontier tables: compute-optimal vs best single, each with its 95%
+    interval in whole points (`43.3 [27,61]`); models: only the points on each model's envelope.
     """
     views: dict[str, tuple[list[str], list[list[str]]]] = {}
     for name in _pick(tables):
         frame = report.table(name)
-        if name == "accuracy":
+        if name == "findings":
+            views[name] = (["finding", "what the results show"], [[r["kind"], r["text"]] for r in frame.iter_rows(named=True)])
+        elif name == "accuracy":
             views[name] = _accuracy_view(frame)
         elif name == "bins":
             views[name] = (
@@ -213,8 +233,11 @@ def display_views(report: Report, tables: list[str] | None = None) -> dict[str, 
                 [
                     [r["model"], r["dataset"], r["bin"],
                      str(r["budget"]) if name == "frontier" else _fmt_flops(r["budget"]),
-                     str(r["n_problems"]), _fmt_acc(r["optimal_accuracy"]), _fmt_acc(r["single_accuracy"]),
-                     "–" if r["gain"] is None else f"{100 * r['gain']:+.1f}", _fmt_flops(r["optimal_flops"]),
+                     str(r["n_problems"]),
+                     _fmt_interval(r["optimal_accuracy"], r["optimal_ci_low"], r["optimal_ci_high"]),
+                     _fmt_interval(r["single_accuracy"], r["single_ci_low"], r["single_ci_high"]),
+                     _fmt_interval(r["gain"], r["gain_ci_low"], r["gain_ci_high"], sign="+"),
+                     _fmt_flops(r["optimal_flops"]),
                      _pair(r["optimal_chosen_on_0"], r["optimal_chosen_on_1"]),
                      _pair(r["single_chosen_on_0"], r["single_chosen_on_1"])]
                     for r in frame.iter_rows(named=True)
@@ -305,23 +328,20 @@ def to_markdown(report: Report, tables: list[str] | None = None) -> str:
     return "\n".join(out)
 
 
-def rich_tables(report: Report, tables: list[str] | None = None) -> list[Table]:
-    """rich Tables of the display views, for a terminal."""
-    from rich.table import Table
+def rich_tables(report: Report, tables: list[str] | None = None, width: int = 80) -> list[Table]:
+    """rich Tables of the display views for a terminal `width` columns wide: a view wider than
+    that is split into parts that repeat its key columns (`VIEW_KEYS`)."""
+    from ttscale.analysis.text_tables import fitted_tables
 
     out = []
     for name, (headers, rows) in display_views(report, tables).items():
-        table = Table(title=name, show_lines=False)
-        for h in headers:
-            table.add_column(h, overflow="fold")
-        for row in rows:
-            table.add_row(*row)
-        out.append(table)
+        out += fitted_tables(name, headers, rows, width=width, keys=VIEW_KEYS[name])
     return out
 
 
-def render(report: Report, fmt: Format, tables: list[str] | None = None) -> str:
-    """The report as text in `fmt` (json, csv, markdown); `table` renders rich tables to plain text."""
+def render(report: Report, fmt: Format, tables: list[str] | None = None, width: int = 80) -> str:
+    """The report as text in `fmt` (json, csv, markdown); `table` renders rich tables to plain
+    text `width` columns wide (the caller passes its output's width: 80 unless a terminal)."""
     if fmt == "json":
         return to_json(report, tables)
     if fmt == "csv":
@@ -332,8 +352,8 @@ def render(report: Report, fmt: Format, tables: list[str] | None = None) -> str:
         from rich.console import Console
 
         buffer = io.StringIO()
-        console = Console(file=buffer, width=200, color_system=None)
-        for table in rich_tables(report, tables):
+        console = Console(file=buffer, width=width, color_system=None, soft_wrap=False)
+        for table in rich_tables(report, tables, width):
             console.print(table)
         return buffer.getvalue()
     raise SpecError(f"format: unknown {fmt!r}; allowed: {', '.join(FORMATS)}")

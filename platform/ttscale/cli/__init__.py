@@ -2,17 +2,18 @@
 `register(app)`; this file only wires them and turns errors into one line.
 
 Exit codes: 0 ok, 2 bad input (SpecError, DataError, a usage error), 1 a failed run; any other
-exception is a bug and keeps its traceback.
+exception is a bug and keeps its traceback. What reaches the terminal and what goes to the
+command's log file is `terminal`'s job.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
+import traceback
 
 import typer
 
-from ttscale.cli import dashboard, db, export, importing, learn, listing, report, run, sweep, worker
+from ttscale.cli import dashboard, db, export, importing, learn, listing, report, run, sweep, terminal, worker
 from ttscale.errors import TtscaleError
 
 try:  # Typer 0.29 vendors click; its usage errors are not click's own classes.
@@ -36,13 +37,14 @@ app = typer.Typer(
 
 
 @app.callback()
-def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging")) -> None:
-    """Entry points own logging: ttscale's library loggers go to stderr, one line each."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("ttscale")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+def _configure(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v",
+        help="Everything on the terminal: ttscale's debug lines and the logs of vLLM, Prefect, MLflow, ... (default: those go to a log file under $TTSCALE_HOME/logs/)",
+    ),
+) -> None:
+    """Entry points own logging (`terminal`)."""
+    terminal.configure(verbose)
 
 
 for _module in (listing, run, db, export, report, importing, dashboard, sweep, worker, learn):
@@ -63,16 +65,20 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except TtscaleError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}", file=terminal.stderr())
         sys.exit(err.exit_code)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        print("aborted", file=sys.stderr)
+        print("aborted", file=terminal.stderr())
         sys.exit(130)
     except HELP_ERRORS as err:  # a group named without its command: its help, as `--help` shows it
         err.show()
         sys.exit(err.exit_code)
     except USAGE_ERRORS as err:
-        print(usage_line(err), file=sys.stderr)
+        print(usage_line(err), file=terminal.stderr())
         sys.exit(err.exit_code)
+    except Exception:
+        if terminal.captured():  # a bug: its traceback on the terminal too, not only in the log file
+            traceback.print_exc(file=terminal.stderr())
+        raise

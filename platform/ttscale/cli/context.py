@@ -1,5 +1,5 @@
-"""What every command starts from: the settings (with `--db`), a console, who is asking, and
-Prefect's environment.
+"""What every command starts from: the settings (with `--db`), a console and its tables, who
+is asking, and Prefect's environment.
 
 Prefect reads its configuration from the environment when it is first imported, so
 `configure_prefect` sets Prefect's own variables (never ttscale's settings, which travel as a
@@ -11,11 +11,13 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-import sys
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from rich.console import Console
 
+from ttscale.analysis.text_tables import fitted_tables
+from ttscale.cli import terminal
 from ttscale.settings import Settings
 
 DB_HELP = "Store URL (default: $TTSCALE_DATABASE_URL or the SQLite file under $TTSCALE_HOME)"
@@ -28,11 +30,22 @@ def settings_for(db: str | None = None) -> Settings:
 
 
 def console(*, stderr: bool = False) -> Console:
-    """A console that fits the terminal, and 100 columns of plain text when piped, so that
-    tables are neither squeezed nor wrapped mid-cell in logs; markup in data is never
-    interpreted (callers escape what they interpolate)."""
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, width=None if stream.isatty() else 100, highlight=False, soft_wrap=False)
+    """A console on the terminal (`terminal.stdout`, even once the command's other output goes
+    to its log file) as wide as it is, 80 columns of plain text when piped (tables split to
+    fit: `analysis.text_tables`); markup in data is never interpreted (callers escape what
+    they interpolate)."""
+    stream = terminal.stderr() if stderr else terminal.stdout()
+    return Console(file=stream, width=terminal.width_of(stream), highlight=False, soft_wrap=False)
+
+
+def print_table(
+    out: Console, title: str, headers: Sequence[str], rows: Sequence[Sequence[object]], *, keys: int = 1, right: Collection[str] = ()
+) -> None:
+    """A table on `out`, split into parts that repeat the first `keys` columns when it is wider
+    than `out` (`analysis.text_tables`); cells are plain text, never markup."""
+    cells = [[str(c) for c in row] for row in rows]
+    for table in fitted_tables(title, headers, cells, width=out.width, keys=keys, right=right):
+        out.print(table)
 
 
 def created_by() -> str:

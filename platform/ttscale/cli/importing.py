@@ -9,16 +9,14 @@ from typing import Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from ttscale import store
-from ttscale.cli.context import DB_HELP, settings_for
+from ttscale.cli.context import DB_HELP, console, print_table, settings_for
 from ttscale.errors import SpecError
 from ttscale.importers import IMPORT_FORMATS
 from ttscale.importers.search_and_learn import convert, read_completions
 from ttscale.analysis.agreement import agreement, disagreements
 from ttscale.analysis.frames import verdicts_frame
-from ttscale.cli.context import console
 from ttscale.runner import accuracy_at
 
 
@@ -75,13 +73,12 @@ def print_agreement(summary, differ, limit: int = 10) -> None:  # noqa: ANN001 -
     """The published predictions against ttscale's own selection, per method and budget, and the
     first problems where they disagree."""
     out = console()
-    table = Table(title="published predictions (graded by ttscale) vs ttscale's selection")
-    for col in ("method", "n", "problems", "published", "ttscale", "differ"):
-        table.add_column(col, justify="left" if col == "method" else "right")
-    for r in summary.iter_rows(named=True):
-        table.add_row(escape(r["method"]), str(r["n"]), str(r["n_problems"]), f"{r['published_accuracy']:.3f}",
-                      f"{r['ttscale_accuracy']:.3f}", str(r["n_differ"]))  # fmt: skip
-    out.print(table)
+    headers = ["method", "n", "problems", "published", "ttscale", "differ"]
+    rows = [
+        [r["method"], r["n"], r["n_problems"], f"{r['published_accuracy']:.3f}", f"{r['ttscale_accuracy']:.3f}", r["n_differ"]]
+        for r in summary.iter_rows(named=True)
+    ]
+    print_table(out, "published predictions (graded by ttscale) vs ttscale's selection", headers, rows, right=headers[1:])
     for r in differ.head(limit).iter_rows(named=True):
         out.print(escape(
             f"differs: {r['problem_id']} {r['method']}@{r['n']}: published {r['published_answer']!r} "

@@ -24,7 +24,7 @@ from ttscale.cli.sweep import run_here
 from ttscale.errors import SpecError
 from ttscale.planning import prepare_cell
 from ttscale.reward_model import pinned_name
-from ttscale.spec import CellSpec, SweepSpec, format_validation_error
+from ttscale.spec import CellSpec, SweepSpec, embed_policy, format_validation_error
 from ttscale.strategies import STRATEGIES, strategy_names
 from ttscale.strategy_params import PARAMS_BY_NAME
 
@@ -40,9 +40,9 @@ def register(app: typer.Typer) -> None:
         limit: Optional[int] = typer.Option(None, help="Use only the first LIMIT problems"),
         levels: Optional[str] = typer.Option(None, help="Comma-separated difficulty levels to keep, e.g. 1,2"),
         strategy: str = typer.Option("best_of_n", help="A strategy (`ttscale ls strategies`)"),
-        n: int = typer.Option(4, help="N: samples (Best-of-N) or generations per step (beam search, DVTS)"),
+        n: int = typer.Option(4, help="N: samples (Best-of-N), generations per step (beam search, DVTS) or particles (particle filtering)"),
         beam_width: Optional[int] = typer.Option(None, help="M of beam_search/dvts (default 4)"),
-        n_iterations: Optional[int] = typer.Option(None, help="Max search depth in steps of beam_search/dvts (default 40)"),
+        n_iterations: Optional[int] = typer.Option(None, help="Max search depth in steps of beam_search/dvts/particle_filtering (default 40)"),
         lookahead: Optional[int] = typer.Option(None, help="Lookahead steps k of beam_search/dvts (default 0)"),
         n_rounds: Optional[int] = typer.Option(None, help="Revision rounds R of self_refine (default 2)"),
         param: Optional[list[str]] = typer.Option(None, "--param", help="Any other strategy parameter, KEY=VALUE (repeatable)"),
@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
         prepare_cell(cell, settings)  # errors name the options, before anything is stored
         spec = one_cell_sweep(cell, shard_size)
         text = "# ttscale run: a one-cell sweep\n" + yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
-        run_here(spec, text, settings)
+        run_here(spec, text, settings, command="run")
         path = out or settings.home / "runs" / f"{cell.cell_id}.jsonl"
         with store.opened(settings.database_url) as engine:
             n_rows = write_results(engine, cell.cell_id, path)
@@ -112,6 +112,7 @@ def build_cell(*, model, dataset, limit, levels, strategy, n, strategy_options, 
         # The cell's spec names the model folder absolutely and pins its contents: the cell id
         # then changes when the model does, so a retrained model never resumes an old cell.
         verifier = pinned_name(verifier.removeprefix("learned:"))
+    chosen = embed_policy(chosen, "--param policy")  # a policy file's path becomes its content, as in a sweep spec
     data = dict(model=model, verifier=verifier, aggregation=aggregation, strategy=chosen, n=n, dataset=ds, seed=seed,
                 sampling=sampling, fidelity=fidelity)  # fmt: skip
     try:
@@ -119,8 +120,13 @@ def build_cell(*, model, dataset, limit, levels, strategy, n, strategy_options, 
     except ValidationError as err:
         first = format_validation_error(err).splitlines()[0]
         field, _, rest = first.partition(": ")
-        # Name the option as typed on the command line: `strategy.beam_width` → `--beam-width`.
-        option = _option(field.split(".")[-1]) if field and " " not in field else None
+        # Name the option as typed on the command line: `strategy.beam_width` → `--beam-width`,
+        # `strategy.policy` → `--param policy` (a parameter without an option of its own).
+        key = field.split(".")[-1]
+        if field.startswith("strategy.") and key in fields and key not in STRATEGY_OPTIONS:
+            option = f"--param {key}"
+        else:
+            option = _option(key) if field and " " not in field else None
         raise SpecError(f"{option}: {rest}" if option else first) from None
 
 

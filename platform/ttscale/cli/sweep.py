@@ -9,26 +9,24 @@
   then settles and tracks. Checked first: nothing is queued or stored for a bad spec.
 - `status SWEEP`, `cancel SWEEP`, `sync-mlflow SWEEP`: SWEEP is an id, an id prefix or a name.
 
-Prefect is configured through the environment before it is imported (`context.configure_prefect`).
+Prefect is configured through the environment before it is imported (`context.configure_prefect`),
+and what Prefect, vLLM and MLflow print goes to the command's log file (`terminal.to_log_file`).
 """
 
 from __future__ import annotations
 
-import logging
-import sys
-import threading
 from pathlib import Path
 from typing import Optional
 
-import polars as pl
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from ttscale.store import Engine
 from ttscale import runner, store, sweep_state, tracking
-from ttscale.cli.context import DB_HELP, configure_prefect, console, created_by, settings_for
-from ttscale.errors import OrchestrationError, SpecError, TrackingError, TtscaleError
+from ttscale.cli import terminal
+from ttscale.cli.context import DB_HELP, configure_prefect, console, created_by, print_table, settings_for
+from ttscale.cli.progress import SweepDisplay
+from ttscale.errors import OrchestrationError, SpecError, TrackingError
 from ttscale.planning import SweepPlan, check_sweep, plan_sweep
 from ttscale.redaction import redact_url
 from ttscale.results import read_results, summaries
@@ -37,34 +35,29 @@ from ttscale.spec import SweepSpec, read_sweep_file
 from ttscale.sweep_state import SweepProgress
 
 
-def run_here(spec: SweepSpec, text: str, settings: Settings) -> str:
+def run_here(spec: SweepSpec, text: str, settings: Settings, command: str = "sweep-run") -> str:
     """Local mode, the path `ttscale sweep run` and `ttscale run` share: plan against the store,
-    register, run every shard in this process through Prefect's temporary server, settle,
-    track in MLflow and print the results. Returns the sweep id; OrchestrationError when a
-    cell did not finish."""
+    register, run every shard in this process through Prefect's temporary server (with a
+    progress display), settle, track in MLflow and print the results. Everything but
+    ttscale's own lines goes to the log file named after `command`. Returns the sweep id;
+    OrchestrationError when a cell did not finish."""
     out = console()
     problem_ids = check_sweep(spec, settings)  # every check before anything is stored
+    terminal.to_log_file(settings.home, command)
     with store.opened(settings.database_url) as engine:
         plan = sweep_state.plan_remaining(engine, spec, problem_ids)
         sweep_id = sweep_state.register_plan(engine, plan, text, created_by())
-        out.print(escape(plan_line(plan)))
+        out.print(escape(plan_line(plan)), soft_wrap=True)
         configure_prefect(settings)
         from flows.sweep import run_sweep  # Prefect is imported only by the commands that orchestrate
 
-        quiet_prefect_console()
         try:
-            with _ProgressBar(engine, sweep_id, plan):
-                summary = run_sweep(sweep_id, sweep_state.shard_params(plan, sweep_id), spec.retries, settings)
+            with SweepDisplay(plan, out) as display:
+                summary = run_sweep(sweep_id, sweep_state.shard_params(plan, sweep_id), spec.retries, settings, progress=display)
         finally:
             runner.release_policies()
         finish(out, engine, sweep_id, summary)
     return sweep_id
-
-
-def quiet_prefect_console() -> None:
-    """ttscale's lines already go to stderr through the CLI's handler: stop them from also
-    reaching Prefect's console handler on the root logger (they still reach the run logs)."""
-    logging.getLogger("ttscale").propagate = False
 
 
 def register(app: typer.Typer) -> None:
@@ -103,19 +96,19 @@ def register(app: typer.Typer) -> None:
             raise SpecError("PREFECT_API_URL: not set; team mode submits to a Prefect server (or use `ttscale sweep run`)")
         out = console()
         problem_ids = check_sweep(spec, settings)
+        terminal.to_log_file(settings.home, "sweep-submit")
         with store.opened(settings.database_url) as engine:
             plan = sweep_state.plan_remaining(engine, spec, problem_ids)
             configure_prefect(settings)
             from flows import team
             from flows.sweep import run_sweep
 
-            quiet_prefect_console()
             try:
                 team.check_api()
             except RuntimeError as err:
                 raise OrchestrationError(str(err)) from None
             sweep_id = sweep_state.register_plan(engine, plan, text, created_by())
-            out.print(escape(plan_line(plan)))
+            out.print(escape(plan_line(plan)), soft_wrap=True)
             shards = sweep_state.shard_params(plan, sweep_id)
             summary = run_sweep(sweep_id, shards, spec.retries, settings, pool=pool, wait=wait)
             out.print(f"sweep {sweep_id}: {len(summary.get('flow_run_ids', []))} shard runs queued on pool {escape(repr(pool))}")
@@ -144,6 +137,7 @@ def register(app: typer.Typer) -> None:
         with store.opened(settings.database_url, create_embedded=False) as engine:
             sweep_id = sweep_state.find_sweep(engine, sweep)["sweep_id"]
             if settings.prefect_api_url:
+                terminal.to_log_file(settings.home, "sweep-cancel")
                 configure_prefect(settings)
                 from flows import team
 
@@ -164,6 +158,7 @@ def register(app: typer.Typer) -> None:
         settings = settings_for(db)
         with store.opened(settings.database_url, create_embedded=False) as engine:
             sweep_id = sweep_state.find_sweep(engine, sweep)["sweep_id"]
+            terminal.to_log_file(settings.home, "sweep-sync-mlflow")
             report = tracking.track_sweep(engine, sweep_id, settings.mlflow_tracking_uri, store_url=settings.database_url)
         if not report.complete:
             raise TrackingError(f"tracking of sweep {sweep_id} incomplete: {report.error}")
@@ -185,35 +180,24 @@ def plan_line(plan: SweepPlan) -> str:
     )
 
 
-def _strategy_label(cell) -> str:  # noqa: ANN001
-    params = {k: v for k, v in cell.strategy.model_dump().items() if k != "name"}
-    return cell.strategy.name + (f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "")
-
-
-def _table(title: str, columns: list[str], right: set[str]) -> Table:
-    table = Table(title=escape(title))
-    for col in columns:
-        table.add_column(col, justify="right" if col in right else "left")
-    return table
-
-
-def _row(table: Table, *cells: object) -> None:
-    """A table row of plain text: data never reaches rich's markup parser."""
-    table.add_row(*(escape(str(c)) for c in cells))
+def _strategy_params(cell) -> str:  # noqa: ANN001
+    # shown_params: an adaptive cell's embedded policy shows as its id, not the whole file
+    return " ".join(f"{k}={v}" for k, v in cell.strategy.shown_params().items()) or "-"
 
 
 def print_plan(out, plan: SweepPlan) -> None:  # noqa: ANN001
-    """The expanded grid: one row per cell, then the totals."""
-    table = _table(f"sweep {plan.spec.name!r}: {len(plan.cells)} cells",
-                   ["cell", "model", "strategy", "verifier", "n", "dataset", "seed", "problems", "gens ≤", "tokens ≤", "runs"],
-                   {"n", "seed", "problems", "gens ≤", "tokens ≤"})  # fmt: skip
+    """The expanded grid: one row per cell, then the totals. (The strategy's parameters come
+    last: the widest column, it gets a part of its own on a narrow terminal.)"""
+    rows = []
     for planned in plan.cells:
         cell = planned.cell
         est = plan.estimates.get(planned.cell_id)
-        _row(table, planned.cell_id, cell.model, _strategy_label(cell), cell.verifier or "-", cell.n, cell.dataset.label, cell.seed,
-             len(plan.problem_ids[planned.cell_id]), f"{est.n_generations:,}" if est else "0", f"{est.n_tokens:,}" if est else "0",
-             "yes" if planned.runs else f"served by {planned.source_cell_id}")  # fmt: skip
-    out.print(table)
+        rows.append([planned.cell_id, cell.model, cell.strategy.name, cell.verifier or "-", cell.n, cell.dataset.label, cell.seed,
+                     len(plan.problem_ids[planned.cell_id]), f"{est.n_generations:,}" if est else "0", f"{est.n_tokens:,}" if est else "0",
+                     "yes" if planned.runs else f"served by {planned.source_cell_id}", _strategy_params(cell)])  # fmt: skip
+    print_table(out, f"sweep {plan.spec.name!r}: {len(plan.cells)} cells",
+                ["cell", "model", "strategy", "verifier", "n", "dataset", "seed", "problems", "gens ≤", "tokens ≤", "runs", "parameters"],
+                rows, right={"n", "seed", "problems", "gens ≤", "tokens ≤"})  # fmt: skip
     per_cell = sorted({len(v) for v in plan.problem_ids.values()})
     total = plan.total
     out.print(f"cells: {len(plan.cells)} ({len(plan.running_cells)} run, {len(plan.served_cells)} served by the largest budget)")
@@ -223,15 +207,18 @@ def print_plan(out, plan: SweepPlan) -> None:  # noqa: ANN001
     out.print(f"estimated tokens: ≤{total.n_tokens:,}")
 
 
-def print_progress(out, progress: SweepProgress) -> None:  # noqa: ANN001
-    table = _table(f"sweep {progress.sweep_id} {progress.sweep['name']!r}: {progress.status}",
-                   ["cell", "model", "strategy", "verifier", "n", "seed", "dataset", "status", "problems", "mlflow"],
-                   {"n", "seed", "problems"})  # fmt: skip
-    for c in progress.cells:
-        done = f"{c.n_done}/{c.n_total}" + (f" (from {c.source_cell_id})" if c.source_cell_id else "")
-        r = c.row
-        _row(table, c.cell_id, r["model"], r["strategy"], r["verifier"] or "-", r["n"], r["seed"], r["dataset"], c.status, done, r["mlflow_run_id"] or "-")
-    out.print(table)
+def print_progress(out, progress: SweepProgress, *, table: bool = True) -> None:  # noqa: ANN001
+    """Per-cell status and problems stored (the table), the counts and the tracking state."""
+    if table:
+        rows = []
+        for c in progress.cells:
+            done = f"{c.n_done}/{c.n_total}" + (f" (from {c.source_cell_id})" if c.source_cell_id else "")
+            r = c.row
+            rows.append([c.cell_id, r["model"], r["strategy"], r["verifier"] or "-", r["n"], r["seed"], r["dataset"], c.status, done,
+                         r["mlflow_run_id"] or "-"])  # fmt: skip
+        print_table(out, f"sweep {progress.sweep_id} {progress.sweep['name']!r}: {progress.status}",
+                    ["cell", "model", "strategy", "verifier", "n", "seed", "dataset", "status", "problems", "mlflow run"], rows,
+                    right={"n", "seed", "problems"})  # fmt: skip
     out.print(
         f"cells: {progress.count('done')} done, {progress.count('running')} running, {progress.count('pending')} pending, "
         f"{progress.count('failed')} failed, {progress.count('cancelled')} cancelled; problems {progress.n_done}/{progress.n_total}"
@@ -240,30 +227,35 @@ def print_progress(out, progress: SweepProgress) -> None:  # noqa: ANN001
     out.print(f"tracking: {tracked}")
 
 
+RESULT_METHODS = {"naive": "naive", "weighted": "weighted", "majority": "majority", "pass": "pass@n"}
+
+
 def print_results(out, engine: Engine, sweep_id: str) -> None:  # noqa: ANN001
     """Accuracy at each cell's N (the numbers MLflow gets), tokens, FLOPs, wall time."""
     with store.connect(engine) as conn:
         results = read_results(conn, store.read_cells(conn, sweep_id))
     got = summaries(results)
-    table = _table("results at each cell's N (pass@n: unbiased estimate from all N samples; FLOPs charged as the reference)",
-                   ["model", "strategy", "verifier", "n", "seed", "status", "naive", "weighted", "majority", "pass@n", "gen tokens", "FLOPs", "wall s"],
-                   {"n", "seed", "naive", "weighted", "majority", "pass@n", "gen tokens", "FLOPs", "wall s"})  # fmt: skip
+    rows = []
     for row in results.cells.sort("model", "strategy", "n", "seed").iter_rows(named=True):
         at_n = got.at(row["cell_id"], row["n"])
         totals = got.totals_of(row["cell_id"])
         wall = totals.get("wall_time_s")
-        _row(table, row["model"], row["strategy"], row["verifier"] or "-", row["n"], row["seed"], row["status"],
-             *(f"{at_n[m]:.3f}" if m in at_n else "-" for m in ("naive", "weighted", "majority", "pass")),
-             f"{totals.get('n_generated_tokens', 0):,.0f}", f"{totals.get('total_flops', 0):.3g}",
-             "-" if wall is None else f"{wall:.1f}")  # fmt: skip
-    out.print(table)
+        rows.append([row["model"], row["strategy"], row["verifier"] or "-", row["n"], row["seed"], row["status"],
+                     *(f"{at_n[m]:.3f}" if m in at_n else "-" for m in RESULT_METHODS),
+                     f"{totals.get('n_generated_tokens', 0):,.0f}", f"{totals.get('total_flops', 0):.3g}",
+                     "-" if wall is None else f"{wall:.1f}"])  # fmt: skip
+    numbers = [*RESULT_METHODS.values(), "tokens", "FLOPs", "wall s"]
+    print_table(out, "results at each cell's N", ["model", "strategy", "verifier", "n", "seed", "status", *numbers], rows,
+                keys=5, right={"n", "seed", *numbers})  # fmt: skip
+    out.print("pass@n: unbiased estimate from all N samples; FLOPs: charged as the reference")
 
 
 def finish(out, engine: Engine, sweep_id: str, summary: dict) -> None:  # noqa: ANN001
-    """The results, the progress table and tracking state; OrchestrationError unless done."""
+    """The results, the cells' counts and tracking state; OrchestrationError unless done.
+    (Each cell's status is in the results; `ttscale sweep status` has the per-cell table.)"""
     print_results(out, engine, sweep_id)
     progress = sweep_state.sweep_progress(engine, sweep_id)
-    print_progress(out, progress)
+    print_progress(out, progress, table=False)
     tracked = summary.get("tracking") or {}
     if tracked and not tracked.get("complete"):
         out.print(f"[yellow]MLflow tracking incomplete: {escape(str(tracked.get('error')))}[/yellow]")
@@ -272,52 +264,3 @@ def finish(out, engine: Engine, sweep_id: str, summary: dict) -> None:  # noqa: 
             f"sweep {sweep_id} {progress.status}: {progress.count('failed')} cells failed, {progress.count('cancelled')} cancelled, "
             f"{progress.count('running') + progress.count('pending')} unfinished (see the flow run logs; rerun to resume)"
         )
-
-
-class _ProgressBar:
-    """A tqdm bar of problems stored (cells done as postfix, ETA) when stderr is a terminal;
-    it polls the store, which is what the run writes to."""
-
-    def __init__(self, engine: Engine, sweep_id: str, plan: SweepPlan, interval_s: float = 1.0) -> None:
-        self.engine, self.sweep_id, self.plan, self.interval_s = engine, sweep_id, plan, interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> "_ProgressBar":
-        if sys.stderr.isatty():
-            import logging
-
-            from tqdm.contrib.logging import logging_redirect_tqdm
-
-            # ttscale's log lines print above the bar instead of through it.
-            self._redirect = logging_redirect_tqdm(loggers=[logging.getLogger("ttscale")])
-            self._redirect.__enter__()
-            self._thread = threading.Thread(target=self._loop, name="ttscale-progress", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._redirect.__exit__(*exc)
-
-    def _loop(self) -> None:
-        from tqdm import tqdm
-
-        total = sum(len(self.plan.problem_ids[c.cell_id]) for c in self.plan.running_cells)
-        bar = tqdm(total=total, unit="problem", desc="problems", file=sys.stderr, dynamic_ncols=True)
-        first = True
-        try:
-            while not self._stop.wait(self.interval_s):
-                try:
-                    progress = sweep_state.sweep_progress(self.engine, self.sweep_id)
-                except TtscaleError:
-                    continue
-                if first:
-                    bar.initial = bar.n = progress.n_done  # the rate (ETA) counts only what runs now
-                    first = False
-                bar.update(max(0, progress.n_done - bar.n))
-                bar.set_postfix_str(f"cells {progress.count('done')}/{len(progress.cells)}")
-        finally:
-            bar.close()

@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 _EXPORTS = {
+    "claims": ("ClaimResult", "Claimant", "claim_problems", "extend_claims", "held_problem_ids", "release_claims"),
     "engine": (
         "Connection",
         "Engine",
@@ -75,6 +76,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from ttscale.store.claims import ClaimResult, Claimant, claim_problems, extend_claims, held_problem_ids, release_claims
     from ttscale.store.engine import (
         Connection,
         Engine,

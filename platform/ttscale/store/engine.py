@@ -282,7 +282,10 @@ def retrying(engine: Engine, work: Callable[[], T], *, what: str = "store operat
                         f"{what} gave up after {failures} attempt{'s' if failures > 1 else ''} over {waited:.1f} s: {detail}", transient=False
                     ) from err
                 delay = policy.delay(failures)
-                logger.warning(
+                # The first failure of an outage is the user's news; the later attempts go to
+                # the log file (INFO), so a store that stays down is not a screenful of warnings.
+                logger.log(
+                    logging.WARNING if failures == 1 else logging.INFO,
                     "store unavailable, retrying %s in %.1f s (attempt %d of %d failed): %s",
                     what, delay, failures, policy.attempts, detail,
                 )  # fmt: skip

@@ -132,6 +132,7 @@ NODE_SCHEMA = {
     "finish_reason": pl.String,
     "selected": pl.Boolean,
     "pruned": pl.Boolean,
+    "weight": pl.Float64,
 }
 VERDICT_SCHEMA = {
     "cell_id": pl.String,
@@ -418,6 +419,7 @@ def _problem_result(conn: Connection, cell_id: str, problem_id: str) -> ProblemR
             finish_reason=row.finish_reason,
             selected=bool(row.selected),
             pruned=bool(row.pruned),
+            weight=row.weight,
         )
         for row in node_rows
     ]

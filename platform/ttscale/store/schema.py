@@ -8,6 +8,8 @@ Keys are natural, so a retried write can be recognised and skipped (docs/store.m
   same work), so membership is a link table rather than a column on `cells`.
 - `problems`: `(dataset, problem_id)`; `problem_runs`: `(cell_id, problem_id)` — a row here
   means the problem is done for that cell; `candidates`, `nodes`, `verdicts` hang off it.
+- `problem_claims`: `(cell_id, problem_id)` — a row here means a run is computing the problem
+  now (`store.claims`); it goes when the problem is stored.
 
 The bulk tables (`candidates`, `nodes`, `verdicts`) carry no foreign key to `problem_runs`:
 PostgreSQL checks a foreign key row by row, which cut COPY from 141k to 48k rows/s here
@@ -256,6 +258,9 @@ class NodeRow(Base):
     finish_reason: Mapped[str] = mapped_column(_NAME)
     selected: Mapped[bool] = mapped_column(sa.Boolean)
     pruned: Mapped[bool] = mapped_column(sa.Boolean)
+    weight: Mapped[float | None] = mapped_column(sa.Double)
+    """Particle filtering: the node's share of its problem's particles at the last resampling it
+    took part in (`tree.Node.weight`); null for other strategies."""
 
 
 class VerdictRow(Base):
@@ -275,6 +280,25 @@ class VerdictRow(Base):
     the problem's N candidates (`analysis.passk`): one definition, stored and analysed alike."""
 
 
+class ProblemClaim(Base):
+    """A run computing one problem of one cell right now (`store.claims`): deleted in the
+    transaction that stores the problem, or taken over once it lapses. No foreign key to
+    `cells`: a shard claims before it registers its cell (it may find nothing left to do)."""
+
+    __tablename__ = "problem_claims"
+
+    cell_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    problem_id: Mapped[str] = mapped_column(sa.String, primary_key=True)
+    owner: Mapped[str] = mapped_column(sa.String(64), index=True)
+    """The claiming run: a fresh id per `runner.run_shard` call."""
+    host: Mapped[str] = mapped_column(sa.String(255))
+    """`socket.gethostname()` of the claiming process."""
+    pid: Mapped[int] = mapped_column(sa.Integer)
+    """Its process id: on the same host, a claim of a process that is gone is free at once."""
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    """When the claim lapses unless its run's heartbeat extends it."""
+
+
 metadata = Base.metadata
 sweeps = Sweep.__table__
 cells = Cell.__table__
@@ -284,3 +308,4 @@ problem_runs = ProblemRun.__table__
 candidates = CandidateRow.__table__
 nodes = NodeRow.__table__
 verdicts = VerdictRow.__table__
+problem_claims = ProblemClaim.__table__

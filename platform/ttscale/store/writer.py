@@ -341,6 +341,7 @@ def _node_rows(cell_id: str, results: Iterable[ProblemResult]) -> Iterable[tuple
                 n.finish_reason,
                 n.selected,
                 n.pruned,
+                n.weight,
             )
 
 

@@ -16,33 +16,17 @@ from collections.abc import Sequence
 
 from ttscale.strategies import register
 from ttscale.strategy_params import BestOfNParams, MajorityParams
-from ttscale.strategies.common import Request, SearchContext, add_node, generate, make_candidate, score_solutions
+from ttscale.strategies.common import SearchContext, make_candidate, sample_whole
 from ttscale.tree import Problem, ProblemResult
 
 
 def sample_and_score(problems: Sequence[Problem], n: int, ctx: SearchContext) -> list[ProblemResult]:
     results = [ProblemResult(p.id, [], []) for p in problems]
-    got = generate(ctx, problems, results, [Request(i, "", n) for i in range(len(problems))], step=False)
-    flat = [(i, c) for i, row in enumerate(got) for c in row]
-    scores = score_solutions(
-        ctx, [problems[i].text for i, _ in flat], [c.text for _, c in flat], [results[i] for i, _ in flat]
-    )
-    for (i, c), s in zip(flat, scores, strict=True):
-        res = results[i]
-        node = add_node(
-            res,
-            parent=None,
-            depth=0,
-            text=c.text,
-            kind="completion",
-            n_prompt_tokens=c.n_prompt_tokens,
-            n_generated_tokens=c.n_generated_tokens,
-            n_cached_prompt_tokens=c.n_cached_prompt_tokens,
-            scores=s,
-            finish_reason=c.finish_reason,
-        )
-        res.candidates.append(make_candidate(ctx, res, len(res.candidates), node.id, s))
-    ctx.report(f"sampled {len(flat)} solutions for {len(problems)} problems")
+    nodes = sample_whole(ctx, problems, results, [n] * len(problems))
+    for res, mine in zip(results, nodes, strict=True):
+        for node in mine:
+            res.candidates.append(make_candidate(ctx, res, len(res.candidates), node.id, node.scores))
+    ctx.report(f"sampled {sum(map(len, nodes))} solutions for {len(problems)} problems")
     return results
 
 

@@ -130,6 +130,36 @@ def score_solutions(
     return [g.scores for g in got]
 
 
+def sample_whole(
+    ctx: SearchContext, problems: Sequence[Problem], results: Sequence[ProblemResult], counts: Sequence[int]
+) -> list[list[Node]]:
+    """`counts[i]` more whole solutions for problem i, scored, added to `results[i]` as `completion`
+    nodes at depth 0 (no candidates: the caller decides which nodes are): one engine call and one
+    verifier call for all problems. Returns each problem's new nodes in sampling order."""
+    asked = [(i, k) for i, k in enumerate(counts) if k > 0]
+    if not asked:
+        return [[] for _ in problems]
+    got = generate(ctx, problems, results, [Request(i, "", k) for i, k in asked], step=False)
+    flat = [(i, c) for (i, _), row in zip(asked, got, strict=True) for c in row]
+    scores = score_solutions(ctx, [problems[i].text for i, _ in flat], [c.text for _, c in flat], [results[i] for i, _ in flat])
+    out: list[list[Node]] = [[] for _ in problems]
+    for (i, c), s in zip(flat, scores, strict=True):
+        node = add_node(
+            results[i],
+            parent=None,
+            depth=0,
+            text=c.text,
+            kind="completion",
+            n_prompt_tokens=c.n_prompt_tokens,
+            n_generated_tokens=c.n_generated_tokens,
+            n_cached_prompt_tokens=c.n_cached_prompt_tokens,
+            scores=s,
+            finish_reason=c.finish_reason,
+        )
+        out[i].append(node)
+    return out
+
+
 def add_node(res: ProblemResult, **fields) -> Node:
     node = Node(id=len(res.nodes), **fields)
     res.nodes.append(node)
@@ -144,18 +174,23 @@ def make_candidate(ctx: SearchContext, res: ProblemResult, index: int, leaf: int
         node.selected = True
     last = path[-1]
     text = last.text if last.kind == "revision" else "".join(n.text for n in path)
-    # The reference selects on the last step's score whatever the search aggregated with.
-    how = "last" if ctx.rules.select_on_last else ctx.aggregation
     return Candidate(
         index=index,
         text=text,
         leaf=leaf,
         step_scores=step_scores,
-        score=aggregate(step_scores, how) if ctx.verifier is not None else None,
+        score=candidate_score(ctx, step_scores),
         n_prompt_tokens=path[0].n_prompt_tokens,
         n_generated_tokens=sum(n.n_generated_tokens for n in path),
         finish_reason=last.finish_reason,
     )
+
+
+def candidate_score(ctx: SearchContext, step_scores: Sequence[float]) -> float | None:
+    """A candidate's score: its step scores aggregated as the cell says (None without a verifier)."""
+    # The reference selects on the last step's score whatever the search aggregated with.
+    how = "last" if ctx.rules.select_on_last else ctx.aggregation
+    return aggregate(step_scores, how) if ctx.verifier is not None else None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ under test, after its modules load:
 - `RELIABILITY_GENERATE_DELAY_S`: every `ScriptedPolicy.generate` call sleeps this long
   first, so that a shard of the scripted model lasts seconds — long enough for a test to
   strike while it runs.
+- `RELIABILITY_GATE`: a file; every `ScriptedPolicy.generate` call first waits until it
+  exists, so that shards started in several processes are all in flight at once when the
+  test creates it.
 - `RELIABILITY_TRACE`: a file; every `ttscale.runner.search_shard` call appends a JSON line
   `{"event": "start"|"end", "pid", "t", "cell_id", "problem_ids"}` (O_APPEND: lines from
   concurrent processes do not interleave). Tests read it to know a shard is in flight and
@@ -41,11 +44,12 @@ def _trace(event: str, cell, problems) -> None:
 
 def _patch_scripted(module) -> None:
     delay = float(os.environ.get("RELIABILITY_GENERATE_DELAY_S") or 0)
-    if delay <= 0:
-        return
+    gate = os.environ.get("RELIABILITY_GATE")
     original = module.ScriptedPolicy.generate
 
     def generate(self, *args, **kwargs):
+        while gate and not os.path.exists(gate):
+            time.sleep(0.05)
         time.sleep(delay)
         return original(self, *args, **kwargs)
 
@@ -104,7 +108,7 @@ class _PatchAfterLoad(importlib.abc.MetaPathFinder):
 
 
 _patches = {}
-if os.environ.get("RELIABILITY_GENERATE_DELAY_S"):
+if os.environ.get("RELIABILITY_GENERATE_DELAY_S") or os.environ.get("RELIABILITY_GATE"):
     _patches["ttscale.backends.scripted"] = _patch_scripted
 if os.environ.get("RELIABILITY_TRACE"):
     _patches["ttscale.runner"] = _patch_runner

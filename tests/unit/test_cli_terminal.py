@@ -1,0 +1,88 @@
+"""The CLI's progress display and log-file naming, without running anything: shard events in,
+lines out (the entry-point behaviour is in tests/integration/test_terminal_output.py)."""
+
+from __future__ import annotations
+
+import io
+import os
+
+from rich.console import Console
+
+from ttscale.cli.progress import SweepDisplay, cell_labels, eta, short_message
+from ttscale.cli.terminal import log_path_for, width_of
+from ttscale.planning import dataset_key, plan_sweep
+from ttscale.runner import ShardEvent
+from ttscale.spec import parse_sweep
+
+
+def _plan(done: dict | None = None):
+    spec = parse_sweep({
+        "name": "display", "models": ["scripted"], "verifiers": ["arithmetic"],
+        "strategies": [{"name": "best_of_n"}, {"name": "beam_search", "beam_width": 2}], "budgets": [2, 4],
+        "datasets": [{"name": "arith", "limit": 5}], "seeds": [0], "shard_size": 3,
+    })  # fmt: skip
+    return plan_sweep(spec, {dataset_key(spec.datasets[0]): [f"arith-{i}" for i in range(5)]}, done=done)
+
+
+def _piped() -> Console:
+    return Console(file=io.StringIO(), width=80, color_system=None)
+
+
+def test_labels_name_what_differs_between_running_cells():
+    plan = _plan()
+    assert cell_labels(plan.running_cells) == ["best_of_n n=4", "beam_search n=2", "beam_search n=4"]
+
+
+def test_piped_display_prints_one_line_per_finished_shard_counting_from_what_was_stored():
+    plan = _plan()
+    bon = next(c.cell_id for c in plan.running_cells if c.cell.strategy.name == "best_of_n")
+    partly = {bon: {"arith-0", "arith-1", "arith-2"}}
+    plan = _plan(done=partly)
+    out = _piped()
+    with SweepDisplay(plan, out) as display:
+        display(ShardEvent(bon, "loading", 2, 0.1))
+        display(ShardEvent(bon, "searching", 2, 5.0, message="sampled 8 solutions for 2 problems"))
+        display(ShardEvent(bon, "stored", 2, 12.5, n_written=2, n_generated_tokens=600, search_s=4.0))
+        display(ShardEvent("not-in-this-plan", "stored", 3, 1.0))
+    lines = out.file.getvalue().splitlines()
+    assert lines == [f"best_of_n n=4 ({bon[:8]}): shard 1/1 stored, problems 5/5, 12.5 s, 150 tok/s"]
+    assert (display.sweep.done, display.sweep.total) == (5, 15)  # 3 stored before + 2 now, of 3 cells x 5
+
+
+def test_single_cell_line_is_the_sweep_line():
+    spec = parse_sweep({
+        "name": "one", "models": ["scripted"], "verifiers": ["arithmetic"], "strategies": [{"name": "best_of_n"}],
+        "budgets": [2], "datasets": [{"name": "arith", "limit": 4}], "shard_size": 2,
+    })  # fmt: skip
+    plan = plan_sweep(spec, {dataset_key(spec.datasets[0]): [f"arith-{i}" for i in range(4)]})
+    (cell,) = plan.running_cells
+    display = SweepDisplay(plan, _piped())
+    assert display.sweep is display.cells[cell.cell_id]
+    for _ in range(2):
+        display(ShardEvent(cell.cell_id, "stored", 2, 3.0, n_written=2, n_generated_tokens=100, search_s=2.0))
+    assert (display.sweep.done, display.sweep.n_shards_done, display.sweep.tokens) == (4, 2, 200)  # counted once, not twice
+
+
+def test_eta_and_messages():
+    assert eta(0, None) == "" and eta(3, None) == "ETA –"
+    assert eta(10, 6.5) == "ETA 1:05" and eta(1000, 10.0) == "ETA 2:46:40"
+    assert short_message("beam search iteration 2: 8 live beams", "beam_search") == "iteration 2: 8 live beams"
+    assert short_message("self-refine round 1: 4 chains", "self_refine") == "round 1: 4 chains"
+    assert short_message("sampled 8 solutions for 2 problems", "best_of_n") == "sampled 8 solutions for 2 problems"
+
+
+def test_log_file_names_never_collide(tmp_path):
+    first = log_path_for(tmp_path, "run", now=0)
+    first.write_text("")
+    second = log_path_for(tmp_path, "run", now=0)
+    assert first.name.startswith("run-") and first.name.endswith(".log") and second.name == first.name.replace(".log", "-2.log")
+
+
+def test_width_is_80_when_piped(monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    read, write = os.pipe()
+    with os.fdopen(write, "w") as piped:
+        assert width_of(piped) == 80
+        monkeypatch.setenv("COLUMNS", "123")
+        assert width_of(piped) == 123
+    os.close(read)
