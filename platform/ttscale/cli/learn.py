@@ -6,6 +6,7 @@
   test split's problems (`test_problems.jsonl`).
 - `train DIR --out MODEL_DIR`: a reward head on the bundled model's hidden states
   (`learning.training`); prints the verifier name to use: `learned:MODEL_DIR@FINGERPRINT`.
+  What transformers and torch print goes to the command's log file (`terminal.to_log_file`).
 
 docs/learning.md walks through the loop: sweep, dataset, train, a second sweep with the
 learned verifier beside the others, the report.
@@ -14,8 +15,6 @@ learned verifier beside the others, the report.
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -26,16 +25,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ttscale import results, store
+from ttscale.cli import terminal
 from ttscale.cli.context import DB_HELP, console, settings_for
 from ttscale.errors import SpecError
 from ttscale.learning.dataset import build_card, write_dataset
 from ttscale.learning.labels import step_rows
 from ttscale.learning.split import DEFAULT_FRACTIONS, check_fractions
-from ttscale.learning.training import DEFAULT_LAYERS, TrainOptions, train_verifier
+from ttscale.learning.training import DEFAULT_LAYERS, TrainOptions, check_training, train_verifier
 from ttscale.reward_model import FINGERPRINT_FILES
 
 STAGES = {"features": "encoding solutions", "heads": "fitting heads"}
-logger = logging.getLogger(__name__)
 
 
 def _floats(text: str, option: str) -> tuple[float, ...]:
@@ -116,6 +115,8 @@ def register(app: typer.Typer) -> None:
         if not force and any((out / name).exists() for name in FINGERPRINT_FILES):
             raise SpecError(f"--out: {str(out)!r} already holds a model; pass --force to replace it (specs pinning it then fail)")
         settings = settings_for()
+        check_training(data, settings, options)  # a bad input is one line, and no log file
+        terminal.to_log_file(settings.home, "learn-train")  # before transformers loads
         with TrainingProgress() as progress:
             report = train_verifier(data, out, settings, options, progress)
         m = report.metrics
@@ -134,34 +135,44 @@ def register(app: typer.Typer) -> None:
 
 
 class TrainingProgress:
-    """A rich progress bar on stderr when it is a terminal (stages: encoding, fitting); else a
-    log line per stage at most every `LOG_EVERY_S` seconds and at its end."""
+    """A rich progress bar on the terminal's stderr when it is a terminal (stages: encoding,
+    fitting; ttscale's warnings print above it); else a plain line there per stage at most
+    every `LOG_EVERY_S` seconds and at its end (`encoding solutions 120/480`)."""
 
     LOG_EVERY_S = 30.0
 
+    def __init__(self, clock=time.monotonic) -> None:  # noqa: ANN001
+        self.clock = clock
+
     def __enter__(self):  # noqa: ANN204
         self.bar = None
+        self.live = None
+        self.out = console(stderr=True)
         self.tasks: dict[str, int] = {}
         self.logged: dict[str, float] = {}
-        if sys.stderr.isatty():
+        if terminal.stderr().isatty():  # the terminal's, even once descriptor 2 is the log file
             self.bar = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=console(stderr=True), transient=False,
+                console=self.out, transient=False,
             )  # fmt: skip
             self.bar.__enter__()
+            self.live = terminal.live_display(self.out)
+            self.live.__enter__()
         return self.update
 
     def update(self, stage: str, done: int, total: int) -> None:
         if self.bar is None:
-            now = time.monotonic()
+            now = self.clock()
             if done == total or now - self.logged.setdefault(stage, now) >= self.LOG_EVERY_S:
                 self.logged[stage] = now
-                logger.info("%s %d/%d", STAGES.get(stage, stage), done, total)
+                self.out.print(escape(f"{STAGES.get(stage, stage)} {done}/{total}"))
             return
         if stage not in self.tasks:
             self.tasks[stage] = self.bar.add_task(STAGES.get(stage, stage), total=total)
         self.bar.update(self.tasks[stage], completed=done, total=total)
 
     def __exit__(self, *exc) -> None:  # noqa: ANN002
+        if self.live is not None:
+            self.live.__exit__(*exc)
         if self.bar is not None:
             self.bar.__exit__(*exc)

@@ -32,7 +32,7 @@ from ttscale.learning.dataset import card_sha256, read_dataset
 from ttscale.learning.features import row_features
 from ttscale.learning.head import HEAD_KINDS, fit_head
 from ttscale.learning.metrics import step_metrics
-from ttscale.models import ensure_local_weights, resolve_model
+from ttscale.models import ModelInfo, ensure_local_weights, resolve_model
 from ttscale.reward_model import HeadKind, RewardModelConfig, write_model_dir
 from ttscale.settings import Settings
 
@@ -88,11 +88,14 @@ def check_options(options: TrainOptions) -> None:
         raise SpecError("--epochs, --hidden must be >= 1 and --l2 values >= 0")
 
 
-def train_verifier(
-    dataset_dir: Path, out: Path, settings: Settings, options: TrainOptions = TrainOptions(), progress: Progress | None = None
-) -> TrainReport:
-    """Train on `dataset_dir`, write the model folder `out`; see the module docstring."""
-    start = time.perf_counter()
+def check_training(dataset_dir: Path, settings: Settings, options: TrainOptions = TrainOptions()) -> None:
+    """Every check `train_verifier` makes before it loads the backbone (options, the dataset
+    folder, labelled train and validation steps with both labels, the backbone's name): a
+    SpecError or DataError, nothing written."""
+    _checked_input(dataset_dir, settings, options)
+
+
+def _checked_input(dataset_dir: Path, settings: Settings, options: TrainOptions) -> tuple[pl.DataFrame, dict, pl.DataFrame, ModelInfo]:
     check_options(options)
     rows, card = read_dataset(dataset_dir)
     labelled = rows.filter(pl.col("n_candidates") > 0)
@@ -103,7 +106,15 @@ def train_verifier(
     train_pos = labelled.filter(pl.col("split") == "train")["label_hard"]
     if train_pos.all() or not train_pos.any():
         raise DataError(f"DIR: every labelled train step of {dataset_dir} has the same hard label: nothing to learn")
-    info = resolve_model(options.backbone, settings, field="--backbone")
+    return rows, card, labelled, resolve_model(options.backbone, settings, field="--backbone")
+
+
+def train_verifier(
+    dataset_dir: Path, out: Path, settings: Settings, options: TrainOptions = TrainOptions(), progress: Progress | None = None
+) -> TrainReport:
+    """Train on `dataset_dir`, write the model folder `out`; see the module docstring."""
+    start = time.perf_counter()
+    rows, card, labelled, info = _checked_input(dataset_dir, settings, options)
     encoder = get_encoder(ensure_local_weights(info, settings), max(options.layers))
     features, feature_info = row_features(
         labelled, encoder, options.layers, dataset_dir / "features", (lambda d, t: progress("features", d, t)) if progress else None
