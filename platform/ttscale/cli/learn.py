@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
             + ", ".join(f"{name} {s['problems'] if s['labelled'] else 0} problems / {s['labelled']} steps" for name, s in card["splits"].items())
         ))  # fmt: skip
         for path in paths:
-            out_console.print(escape(str(path)))
+            out_console.print(escape(str(path)), soft_wrap=True)
 
     @learn_app.command("train")
     def train(
@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
                     f"(within problems {s['step_auc_within']}), final-step AUC {s['final_auc']} (within problems "
                     f"{s['final_auc_within']}), Brier {s['brier']}, ECE {s['ece']}"
                 ))  # fmt: skip
-        out_console.print(escape(f"verifier: {report.verifier_name}"))
+        out_console.print(escape(f"verifier: {report.verifier_name}"), soft_wrap=True)  # one line, whatever its length: scripts read it
 
 
 class TrainingProgress:

@@ -88,6 +88,11 @@ def check_options(options: TrainOptions) -> None:
         raise SpecError("--epochs, --hidden must be >= 1 and --l2 values >= 0")
 
 
+def labelled_sizes(labelled: pl.DataFrame) -> dict[str, int]:
+    """Labelled steps per split."""
+    return {name: labelled.filter(pl.col("split") == name).height for name in ("train", "validation", "test")}
+
+
 def check_training(dataset_dir: Path, settings: Settings, options: TrainOptions = TrainOptions()) -> None:
     """Every check `train_verifier` makes before it loads the backbone (options, the dataset
     folder, labelled train and validation steps with both labels, the backbone's name): a
@@ -99,7 +104,7 @@ def _checked_input(dataset_dir: Path, settings: Settings, options: TrainOptions)
     check_options(options)
     rows, card = read_dataset(dataset_dir)
     labelled = rows.filter(pl.col("n_candidates") > 0)
-    sizes = {name: labelled.filter(pl.col("split") == name).height for name in ("train", "validation", "test")}
+    sizes = labelled_sizes(labelled)
     if sizes["train"] == 0 or sizes["validation"] == 0:
         raise DataError(f"DIR: {dataset_dir} has {sizes['train']} labelled train and {sizes['validation']} validation steps; "
                         "both are needed (more problems, or other --split fractions in `ttscale learn dataset`)")  # fmt: skip
@@ -115,6 +120,7 @@ def train_verifier(
     """Train on `dataset_dir`, write the model folder `out`; see the module docstring."""
     start = time.perf_counter()
     rows, card, labelled, info = _checked_input(dataset_dir, settings, options)
+    sizes = labelled_sizes(labelled)
     encoder = get_encoder(ensure_local_weights(info, settings), max(options.layers))
     features, feature_info = row_features(
         labelled, encoder, options.layers, dataset_dir / "features", (lambda d, t: progress("features", d, t)) if progress else None
