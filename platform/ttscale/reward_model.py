@@ -193,12 +193,13 @@ def load_model_dir(argument: str) -> RewardModel:
     return RewardModel(folder, config, head, fingerprint(folder))
 
 
-def pinned_name(argument: str) -> str:
+def pinned_name(argument: str, field: str = "--verifier") -> str:
     """`learned:ABSOLUTE_PATH@FINGERPRINT` for a model folder named by a relative or unpinned
-    path (what `ttscale run` stores in the cell's spec); SpecError when it cannot be loaded."""
+    path (what `ttscale run` and `ttscale sweep` store in the cell's spec); SpecError naming
+    `field` when it cannot be loaded."""
     error = model_dir_error(argument)
     if error:
-        raise SpecError(f"--verifier: {error}")
+        raise SpecError(f"{field}: {error}")
     path_text, _ = split_pin(argument)
     folder = Path(path_text).expanduser().absolute()
     return f"learned:{folder}@{fingerprint(folder)}"

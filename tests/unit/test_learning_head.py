@@ -131,3 +131,21 @@ def test_verifier_names_with_an_argument_are_checked_in_one_line(name, message):
     check_verifier("arithmetic")  # a plain name still passes
     with pytest.raises(SpecError, match="learned:PATH"):
         load_verifier("nope", None, None)  # the allowed names show how to name `learned`
+
+
+def test_sweep_specs_pin_learned_verifiers_as_ttscale_run_does(tmp_path, monkeypatch):
+    from ttscale.cli.sweep import read_sweep
+
+    folder, fp, _ = model_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    spec_text = (
+        "name: pinned\nmodels: [scripted]\nverifiers: [arithmetic, 'learned:model']\nstrategies: [{name: best_of_n}]\n"
+        "budgets: [2]\ndatasets: [{name: arith, limit: 2}]\n"
+    )
+    (tmp_path / "sweep.yaml").write_text(spec_text)
+    spec, text = read_sweep(tmp_path / "sweep.yaml")
+    assert spec.verifiers == ["arithmetic", f"learned:{folder.absolute()}@{fp}"] and text == spec_text  # the file as written
+    assert {c.verifier for c in spec.cells()} == {"arithmetic", f"learned:{folder.absolute()}@{fp}"}
+    (tmp_path / "sweep.yaml").write_text(spec_text.replace("learned:model", "learned:gone"))
+    with pytest.raises(SpecError, match=r"^verifiers\[1\]: learned model folder 'gone' does not exist"):
+        read_sweep(tmp_path / "sweep.yaml")
