@@ -128,9 +128,8 @@ def short(verifier: str | None) -> str:
     return "learned" if verifier and verifier.startswith("learned:") else str(verifier)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import _common as c
-
+def parser() -> argparse.ArgumentParser:
+    """The command line; its defaults are the sizes of examples/loop_*.yaml (tests/unit/test_learning_loop_docs.py)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-problems", type=int, default=24, help="ladder problems of the first sweep (seed 0)")
     parser.add_argument("--eval-problems", type=int, default=24, help="ladder problems of the held-out sweep (seed 1)")
@@ -139,7 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="0.6,0.4,0", help="train,validation,test shares of `learn dataset` (no test: step 4 is the test)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (8 and 6 problems, N=2, split 0.5,0.5,0) to check the script runs")
     parser.add_argument("--no-record", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import _common as c
+
+    args = parser().parse_args(argv)
     if args.smoke:
         args.train_problems, args.eval_problems, args.n, args.split = 8, 6, 2, "0.5,0.5,0"
 
