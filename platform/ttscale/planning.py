@@ -30,7 +30,7 @@ from ttscale.settings import Settings
 from ttscale.spec import CellSpec, DatasetSpec, SweepSpec, canonical_json
 from ttscale.strategies import strategy_names
 from ttscale.tree import Problem
-from ttscale.verifiers import VERIFIERS, verifier_names
+from ttscale.verifiers import check_verifier
 
 
 @dataclass(frozen=True)
@@ -209,8 +209,8 @@ def check_cell(cell: CellSpec, settings: Settings) -> PreparedCell:
     any model: what the serving endpoint prepares, whose problems arrive with requests. Raises
     TtscaleError naming the field."""
     strategy_names()  # every strategy module registered
-    if cell.verifier is not None and cell.verifier not in verifier_names():
-        raise SpecError(VERIFIERS.unknown_message(cell.verifier, "verifier"))
+    if cell.verifier is not None:
+        check_verifier(cell.verifier, "verifier")
     return PreparedCell(cell, [], resolve_policy_model(cell.model, settings))
 
 
@@ -241,10 +241,12 @@ def check_sweep(spec: SweepSpec, settings: Settings) -> dict[str, list[str]]:
             resolve_policy_model(model, settings)
         except TtscaleError as err:
             errors.append(_renamed(str(err), "model", f"models[{i}]"))
-    known_verifiers = verifier_names()
     for i, verifier in enumerate(spec.verifiers):
-        if verifier is not None and verifier not in known_verifiers:
-            errors.append(VERIFIERS.unknown_message(verifier, f"verifiers[{i}]"))
+        if verifier is not None:
+            try:
+                check_verifier(verifier, f"verifiers[{i}]")
+            except SpecError as err:
+                errors.append(str(err))
     ids: dict[str, list[str]] = {}
     for i, dataset in enumerate(spec.datasets):
         try:

@@ -83,7 +83,8 @@ class CellSpec(Config):
     model: str
     """Policy model: a registered name (`smollm2-135m`), an HF model id or a local path."""
     verifier: str | None = None
-    """Step scorer: `arithmetic`, `self`, `rlhflow_prm`, `qwen_prm`, ...; None for majority/self_refine."""
+    """Step scorer: `arithmetic`, `arith_chain`, `self`, `rlhflow_prm`, `qwen_prm`, `learned:PATH[@FINGERPRINT]`
+    (a head trained by `ttscale learn train`), ...; None for majority/self_refine."""
     aggregation: Aggregation = "last"
     """How step scores become one candidate score (reference: `last`)."""
     strategy: StrategySpec
@@ -140,7 +141,8 @@ class SweepSpec(Config):
     models: list[str] = Field(min_length=1)
     """Policy models: registered names (`ttscale ls models`), HF ids or local paths."""
     verifiers: list[str | None] = Field(default_factory=lambda: [None])
-    """Verifiers crossed with verifier-using strategies; `null` runs majority/self_refine only."""
+    """Verifiers crossed with verifier-using strategies; `null` runs majority/self_refine only.
+    `learned:PATH@FINGERPRINT` names a trained model folder and pins its contents (docs/learning.md)."""
     aggregation: Aggregation = "last"
     """How a candidate's step scores become one score: `last` (reference default), `min`, `prod`."""
     strategies: list[StrategySpec] = Field(min_length=1)

@@ -86,3 +86,16 @@ def test_width_is_80_when_piped(monkeypatch):
         monkeypatch.setenv("COLUMNS", "123")
         assert width_of(piped) == 123
     os.close(read)
+
+
+def test_training_progress_when_piped_prints_a_stage_line_at_most_every_30_s_and_at_its_end(capsys):
+    from ttscale.cli.learn import TrainingProgress
+
+    now = [0.0]
+    with TrainingProgress(clock=lambda: now[0]) as update:
+        for done, t in [(1, 0.0), (2, 10.0), (3, 31.0), (4, 40.0), (5, 50.0)]:
+            now[0] = t
+            update("features", done, 5)
+        update("heads", 6, 6)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["encoding solutions 3/5", "encoding solutions 5/5", "fitting heads 6/6"]

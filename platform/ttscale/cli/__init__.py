@@ -13,7 +13,7 @@ import traceback
 
 import typer
 
-from ttscale.cli import dashboard, db, export, importing, listing, report, run, serve, sweep, terminal, worker
+from ttscale.cli import dashboard, db, export, importing, learn, listing, report, run, serve, sweep, terminal, worker
 from ttscale.errors import TtscaleError
 
 try:  # Typer 0.29 vendors click; its usage errors are not click's own classes.
@@ -47,7 +47,7 @@ def _configure(
     terminal.configure(verbose)
 
 
-for _module in (listing, run, db, export, report, importing, dashboard, serve, sweep, worker):
+for _module in (listing, run, db, export, report, importing, dashboard, serve, sweep, worker, learn):
     _module.register(app)
 
 

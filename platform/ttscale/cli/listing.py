@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
             rows = [("last", "score of the last step (reference default)"), ("min", "weakest step"), ("prod", "product of step scores")]
         else:
             registry = _registry(kind)
-            rows = [(e.name, e.description) for e in registry]
+            rows = [(e.usage, e.description) for e in registry]
         width = max(len(name) for name, _ in rows)
         for name, description in rows:
             typer.echo(f"{name.ljust(width)}  {description}")

@@ -23,6 +23,7 @@ from ttscale.cli.context import DB_HELP, console, settings_for
 from ttscale.cli.sweep import run_here
 from ttscale.errors import SpecError
 from ttscale.planning import prepare_cell
+from ttscale.reward_model import pinned_name
 from ttscale.spec import CellSpec, SweepSpec, embed_policy, format_validation_error
 from ttscale.strategies import STRATEGIES, strategy_names
 from ttscale.strategy_params import PARAMS_BY_NAME
@@ -45,7 +46,7 @@ def register(app: typer.Typer) -> None:
         lookahead: Optional[int] = typer.Option(None, help="Lookahead steps k of beam_search/dvts (default 0)"),
         n_rounds: Optional[int] = typer.Option(None, help="Revision rounds R of self_refine (default 2)"),
         param: Optional[list[str]] = typer.Option(None, "--param", help="Any other strategy parameter, KEY=VALUE (repeatable)"),
-        verifier: Optional[str] = typer.Option(None, help="A verifier (`ttscale ls verifiers`)"),
+        verifier: Optional[str] = typer.Option(None, help="A verifier (`ttscale ls verifiers`); `learned:PATH` is stored as `learned:ABSOLUTE_PATH@FINGERPRINT`"),
         aggregation: str = typer.Option("last", help="Step-score aggregation: last | min | prod"),
         seed: int = typer.Option(0, help="Engine seed (sampling on CPU is not repeatable even so)"),
         fidelity: str = typer.Option("ttscale", help="Search semantics: ttscale | search-and-learn (docs/fidelity.md)"),
@@ -107,6 +108,10 @@ def build_cell(*, model, dataset, limit, levels, strategy, n, strategy_options, 
             ds["levels"] = [int(x) for x in levels.split(",")]
         except ValueError:
             raise SpecError(f"--levels: must be comma-separated integers, got {levels!r}") from None
+    if verifier is not None and verifier.startswith("learned:"):
+        # The cell's spec names the model folder absolutely and pins its contents: the cell id
+        # then changes when the model does, so a retrained model never resumes an old cell.
+        verifier = pinned_name(verifier.removeprefix("learned:"))
     chosen = embed_policy(chosen, "--param policy")  # a policy file's path becomes its content, as in a sweep spec
     data = dict(model=model, verifier=verifier, aggregation=aggregation, strategy=chosen, n=n, dataset=ds, seed=seed,
                 sampling=sampling, fidelity=fidelity)  # fmt: skip

@@ -9,6 +9,9 @@
   then settles and tracks. Checked first: nothing is queued or stored for a bad spec.
 - `status SWEEP`, `cancel SWEEP`, `sync-mlflow SWEEP`: SWEEP is an id, an id prefix or a name.
 
+A `learned:PATH` verifier in a spec is stored in its cells as `learned:ABSOLUTE_PATH@FINGERPRINT`
+(`read_sweep`), as `ttscale run` stores it: a retrained model is other cells, never a resumed one.
+
 Prefect is configured through the environment before it is imported (`context.configure_prefect`),
 and what Prefect, vLLM and MLflow print goes to the command's log file (`terminal.to_log_file`).
 """
@@ -31,8 +34,22 @@ from ttscale.planning import SweepPlan, check_sweep, plan_sweep
 from ttscale.redaction import redact_url
 from ttscale.results import read_results, summaries
 from ttscale.settings import Settings
+from ttscale.reward_model import pinned_name
 from ttscale.spec import SweepSpec, read_sweep_file
 from ttscale.sweep_state import SweepProgress
+
+
+def read_sweep(path: Path) -> tuple[SweepSpec, str]:
+    """The spec of a file, its `learned:` verifiers pinned to their folder's absolute path and
+    fingerprint (the file's text is kept as written)."""
+    spec, text = read_sweep_file(str(path))
+    verifiers = [
+        pinned_name(v.removeprefix("learned:"), field=f"verifiers[{i}]") if v is not None and v.startswith("learned:") else v
+        for i, v in enumerate(spec.verifiers)
+    ]
+    if verifiers == spec.verifiers:
+        return spec, text
+    return SweepSpec.model_validate({**spec.model_dump(mode="json"), "verifiers": verifiers}), text
 
 
 def run_here(spec: SweepSpec, text: str, settings: Settings, command: str = "sweep-run") -> str:
@@ -67,7 +84,7 @@ def register(app: typer.Typer) -> None:
     @sweep_app.command("validate")
     def validate(spec_path: Path = typer.Argument(..., metavar="SPEC", help="Sweep spec (YAML)")) -> None:
         """Print the expanded grid and estimated work, or the spec's errors (exit 2)."""
-        spec, _ = read_sweep_file(str(spec_path))
+        spec, _ = read_sweep(spec_path)
         print_plan(console(), plan_sweep(spec, check_sweep(spec, settings_for())))
 
     @sweep_app.command("run")
@@ -76,7 +93,7 @@ def register(app: typer.Typer) -> None:
         db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
     ) -> None:
         """Run the sweep here (local mode): every shard in this process, results to the store, MLflow tracking."""
-        spec, text = read_sweep_file(str(spec_path))
+        spec, text = read_sweep(spec_path)
         run_here(spec, text, settings_for(db))
 
     @sweep_app.command("submit")
@@ -88,7 +105,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Queue the sweep's shards on a work pool (team mode, PREFECT_API_URL)."""
         settings = settings_for(db)
-        spec, text = read_sweep_file(str(spec_path))
+        spec, text = read_sweep(spec_path)
         pool = pool or (spec.run_on if spec.run_on != "local" else None)
         if not pool:
             raise SpecError("--pool: team mode needs a work pool (the spec's run_on is `local`)")
