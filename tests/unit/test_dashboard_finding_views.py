@@ -118,3 +118,10 @@ def test_the_flag_agrees_with_the_finding_on_what_is_flat():
         [finding] = _verifier_quality(_quality([auc]))
         flat = fv.verifier_table(_quality([auc]), cells)["flag"][0].startswith("flat")
         assert flat == ("barely ranks candidates" in finding.text), auc
+
+
+def test_an_applied_policy_is_shown_beside_the_gain_it_was_learned_from():
+    applied = Finding("policy", "adaptive:weighted at n=16: 45.0% vs 42.0% for best_of_n:weighted ...", "frontiers",
+                      "1b", "math500", "adaptive:weighted", 16)  # fmt: skip
+    sections = dict((key, items) for key, _, items in fv.finding_sections([*FINDINGS, applied], CELLS, "sweep-1"))
+    assert [item.kind for item in sections["compute_optimal"]] == ["compute_optimal", "policy"]
