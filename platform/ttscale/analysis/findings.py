@@ -134,8 +134,7 @@ def _verifier_vs_majority(points: pl.DataFrame, model: str, dataset: str) -> Fin
         pl.col("correct").mean().alias("acc"), pl.col("_maj").mean().alias("maj"),
     )  # fmt: skip
     r = diffs.sort(["gain", "n", "option"], descending=[True, False, False]).row(0, named=True)
-    half = t975(r["k"] - 1) * r["sd"] / math.sqrt(r["k"]) if r["k"] > 1 and r["sd"] is not None else float("nan")
-    low, high = r["gain"] - half, r["gain"] + half
+    low, high = _t_interval(r["gain"], r["sd"], r["k"])
     if r["gain"] <= 0:
         text = f"No verifier-guided strategy beats majority voting at equal n (best: {r['option']} at n={r['n']}, {100 * r['gain']:+.1f} points)."
     else:
@@ -147,13 +146,17 @@ def _verifier_vs_majority(points: pl.DataFrame, model: str, dataset: str) -> Fin
     return Finding("verifier", text, "frontiers", model, dataset, r["option"], r["n"])
 
 
+def _t_interval(gain: float, sd: float | None, k: int) -> tuple[float, float]:
+    """95% t-interval of a mean paired difference over k problems (nan without a spread)."""
+    half = t975(k - 1) * sd / math.sqrt(k) if k > 1 and sd is not None else float("nan")
+    return gain - half, gain + half
+
+
 def _paired_gain(paired: pl.DataFrame) -> tuple[float, float, float]:
-    """Mean of `correct - _other` over the problems with its 95% t-interval (nan without one)."""
+    """Mean of `correct - _other` over the problems with its 95% t-interval."""
     d = paired["correct"] - paired["_other"]
-    k, gain = d.len(), float(d.mean())
-    sd = d.std(ddof=1) if k > 1 else None
-    half = t975(k - 1) * sd / math.sqrt(k) if sd is not None else float("nan")
-    return gain, gain - half, gain + half
+    gain = float(d.mean())
+    return gain, *_t_interval(gain, d.std(ddof=1) if d.len() > 1 else None, d.len())
 
 
 def _policy_vs_fixed(points: pl.DataFrame, model: str, dataset: str) -> list[Finding]:
