@@ -4,16 +4,15 @@ goes to which strategy, probes reused or charged, batching by choice; and how a 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import polars as pl
 import pytest
 
-from tests.scripted import stepwise
+from tests.scripted import context
 from tests.unit.test_policy import policy_data
 from ttscale.analysis.cells import describe_cells
-from ttscale.backends.scripted import ScriptedPolicy
 from ttscale.errors import SpecError
-from ttscale.prompting import PromptBuilder
 from ttscale.spec import CellSpec, DatasetSpec, SamplingParams, parse_sweep
 from ttscale.strategies import load_strategy
 from ttscale.strategies.common import SearchContext
@@ -29,14 +28,9 @@ PROBLEMS = [Problem("toy", name, name, "1") for name in ("easy", "medium", "hard
 
 
 def adaptive_context() -> SearchContext:
-    policy = ScriptedPolicy(stepwise)
-    return SearchContext(
-        policy=policy,
-        prompts=PromptBuilder(chat=policy.chat_prompt, format="chat"),
-        sampling=SamplingParams(temperature=0.8, max_tokens=200, step_max_tokens=50),
-        verifier=ScriptedVerifier(lambda problem, steps: SCORE[problem.rstrip("2")]),
-        aggregation="last",
-    )
+    """The shared scripted context (`tests.scripted.context`) with a verifier that scores a
+    problem by its name, so each problem's difficulty bin is known."""
+    return replace(context(), verifier=ScriptedVerifier(lambda problem, steps: SCORE[problem.rstrip("2")]))
 
 
 def run(n: int, probes: int):
