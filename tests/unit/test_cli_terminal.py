@@ -4,6 +4,9 @@ lines out (the entry-point behaviour is in tests/integration/test_terminal_outpu
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 import os
 
 from rich.console import Console
@@ -99,3 +102,31 @@ def test_training_progress_when_piped_prints_a_stage_line_at_most_every_30_s_and
         update("heads", 6, 6)
     lines = capsys.readouterr().err.splitlines()
     assert lines == ["encoding solutions 3/5", "encoding solutions 5/5", "fitting heads 6/6"]
+
+
+BUGGY_COMMAND = """
+import sys
+from pathlib import Path
+from ttscale import cli
+from ttscale.cli import terminal
+
+@cli.app.command("buggy")
+def buggy() -> None:
+    terminal.to_log_file(Path(sys.argv[1]), "buggy")
+    print("engine chatter")  # a library's line: to the log file
+    raise KeyError("no such thing")
+
+cli.main(["buggy"])
+"""
+
+
+def test_a_bug_after_the_log_file_opens_is_one_line_naming_it_and_the_log_holds_the_traceback(tmp_path):
+    got = subprocess.run([sys.executable, "-c", BUGGY_COMMAND, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert got.returncode == 70, got.stderr
+    lines = got.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("log: "), got.stderr
+    log = Path(lines[0].removeprefix("log: "))
+    assert lines[1] == f"error: unexpected KeyError: 'no such thing' (a bug in ttscale; traceback in {log})"
+    assert got.stdout == ""
+    text = log.read_text(encoding="utf-8")
+    assert "engine chatter" in text and "Traceback (most recent call last)" in text and "KeyError: 'no such thing'" in text

@@ -2,8 +2,10 @@
 `register(app)`; this file only wires them and turns errors into one line.
 
 Exit codes: 0 ok, 2 bad input (SpecError, DataError, a usage error), 1 a failed run; any other
-exception is a bug and keeps its traceback. What reaches the terminal and what goes to the
-command's log file is `terminal`'s job.
+exception is a bug: once the command writes a log file (`terminal.to_log_file`), the terminal
+gets one line naming the exception and the log file, and the traceback goes to that file (exit
+70, EX_SOFTWARE); before that, or with `-v`, the traceback stays on the terminal. What reaches
+the terminal and what goes to the command's log file is `terminal`'s job.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ except ImportError:  # an older Typer on real click
     from click.exceptions import NoArgsIsHelpError as _VendoredNoArgsIsHelp
 import click
 
+EXIT_BUG = 70  # EX_SOFTWARE (sysexits.h): an internal error, not bad input or a failed run
 USAGE_ERRORS = (_VendoredClickException, click.ClickException)
 HELP_ERRORS = (_VendoredNoArgsIsHelp, click.exceptions.NoArgsIsHelpError)
 
@@ -78,7 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     except USAGE_ERRORS as err:
         print(usage_line(err), file=terminal.stderr())
         sys.exit(err.exit_code)
-    except Exception:
-        if terminal.captured():  # a bug: its traceback on the terminal too, not only in the log file
-            traceback.print_exc(file=terminal.stderr())
+    except Exception as err:
+        if terminal.captured():  # a bug: its traceback is for whoever debugs, in the log file
+            traceback.print_exc(file=sys.stderr)  # descriptor 2 is the log file now
+            name = f"{type(err).__module__}.{type(err).__qualname__}".removeprefix("builtins.")
+            first = " ".join(str(err).split())[:200]
+            print(f"error: unexpected {name}: {first} (a bug in ttscale; traceback in {terminal.log_path()})", file=terminal.stderr())
+            sys.exit(EXIT_BUG)
         raise
