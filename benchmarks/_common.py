@@ -143,6 +143,22 @@ def now_utc() -> str:
     return f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
 
 
+def run_ttscale(args: Sequence[str], env: dict[str, str], *, log: Path | None = None) -> tuple[float, str]:
+    """Run the installed `ttscale` command as a user would; (wall seconds, stdout). With `log`,
+    the command line and everything it printed are appended there. A failure stops the
+    benchmark with the command, its exit code and the end of what it printed on stderr."""
+    started = time.perf_counter()
+    done = subprocess.run([str(Path(sys.executable).with_name("ttscale")), *args], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if log is not None:
+        with log.open("a", encoding="utf-8") as f:
+            f.write(f"$ ttscale {shlex.join(args)}\n{done.stdout}\n{done.stderr}\n")
+    if done.returncode != 0:
+        where = f"; log: {log}" if log is not None else ""
+        raise SystemExit(f"ttscale {' '.join(args[:2])} failed ({done.returncode}){where}\n{done.stderr.strip()[-2000:]}")
+    return wall, done.stdout
+
+
 def command_line(script: str, argv: Sequence[str]) -> str:
     return " ".join([".venv/bin/python", f"benchmarks/{script}", *map(shlex.quote, argv)])
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,10 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def ttscale(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run([str(Path(sys.executable).with_name("ttscale")), *args], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"ttscale {' '.join(args[:2])} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return done.stdout
+    import _common as c
+
+    return c.run_ttscale(args, env)[1]
 
 
 def specs(home: Path, args) -> tuple[Path, Path]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,14 +35,9 @@ def run_config(path: Path, env: dict[str, str]) -> tuple[float, str]:
     """Run the sweep in a fresh home; (wall seconds, store URL)."""
     home = Path(tempfile.mkdtemp(prefix=f"demo-{path.stem}-"))
     url = f"sqlite:///{home / 'ttscale.db'}"
-    started = time.perf_counter()
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("ttscale")), "sweep", "run", str(path), "--db", url],
-        env={**env, "TTSCALE_HOME": str(home)}, capture_output=True, text=True,
-    )  # fmt: skip
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{path.name}: sweep failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
+    import _common as c
+
+    wall, _ = c.run_ttscale(["sweep", "run", str(path), "--db", url], {**env, "TTSCALE_HOME": str(home)})
     return wall, url
 
 

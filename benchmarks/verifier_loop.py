@@ -29,7 +29,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,19 +53,6 @@ sampling: {{temperature: 0.8, top_p: 1.0, max_tokens: 192, step_max_tokens: 64}}
 shard_size: {limit}
 retries: 0
 """
-
-
-def ttscale(args: list[str], env: dict[str, str], log: Path) -> tuple[float, str]:
-    """Run one `ttscale` command; (wall seconds, stdout). Output goes to `log` as well."""
-    exe = str(Path(sys.executable).with_name("ttscale"))
-    started = time.perf_counter()
-    done = subprocess.run([exe, *args], env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    with log.open("a", encoding="utf-8") as f:
-        f.write(f"$ ttscale {' '.join(args)}\n{done.stdout}\n{done.stderr}\n")
-    if done.returncode != 0:
-        raise SystemExit(f"ttscale {args[0]} {args[1] if len(args) > 1 else ''} failed ({done.returncode}); log: {log}\n{done.stderr[-2000:]}")
-    return wall, done.stdout
 
 
 def figures(url: str, sweep: str, train_texts: set[str]) -> dict:
@@ -161,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     def step(label: str, argv_: list[str]) -> str:
         sampler = c.LoadSampler()
         with sampler:
-            wall, out = ttscale(argv_, env, log)
+            wall, out = c.run_ttscale(argv_, env, log=log)
         times[label] = (wall, sampler.summary)
         print(f"{label}: {wall / 60:.1f} min (load {sampler.summary})", flush=True)
         return out
