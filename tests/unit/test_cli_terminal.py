@@ -99,3 +99,21 @@ def test_training_progress_when_piped_prints_a_stage_line_at_most_every_30_s_and
         update("heads", 6, 6)
     lines = capsys.readouterr().err.splitlines()
     assert lines == ["encoding solutions 3/5", "encoding solutions 5/5", "fitting heads 6/6"]
+
+
+def test_a_learned_verifier_shows_by_its_folder_and_fingerprint_in_labels_and_the_plan(tmp_path):
+    from tests.learned_models import write_learned_model
+    from ttscale.cli.sweep import print_plan
+
+    name = write_learned_model(tmp_path / "a-rather-long-folder-path" / "model", [])
+    spec = parse_sweep({
+        "name": "learned", "models": ["scripted"], "verifiers": ["arithmetic", name], "strategies": [{"name": "best_of_n"}],
+        "budgets": [4], "datasets": [{"name": "arith", "limit": 2}],
+    })  # fmt: skip
+    plan = plan_sweep(spec, {dataset_key(spec.datasets[0]): ["arith-0", "arith-1"]})
+    short = f"learned:model@{name[-12:-4]}"
+    assert cell_labels(plan.running_cells) == ["best_of_n n=4 verifier=arithmetic", f"best_of_n n=4 verifier={short}"]
+    out = _piped()
+    print_plan(out, plan)
+    text = out.file.getvalue()
+    assert short in text and str(tmp_path) not in text and max(map(len, text.splitlines())) <= 80
