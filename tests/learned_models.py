@@ -48,7 +48,7 @@ def write_learned_model(folder: Path, cells: list[dict], *, validation: dict = V
     data = card(cells)
     metrics = {
         "chosen": {"layer": 4, "head": "logistic", "l2": 0.1, "label": "soft"},
-        "train": {**validation, "step_auc": 0.8282, "n_problems": 17},
+        "train": {**validation, "step_auc": 0.8282, "n_steps": 1538, "n_problems": 17},
         "validation": validation,
         "runs": [{"layer": 4, "head": "logistic", "l2": 0.1, "validation": validation}],
         "dataset": {"path": str(folder.parent / "steps"), "card_sha256": "0" * 64, "card": data},
