@@ -13,7 +13,8 @@ converted model shared through TTSCALE_MODEL_CACHE), timed:
 4. `ttscale sweep run` — held-out problems (dataset seed 1: other problem ids, the training
    problems' texts counted where they recur), the same grid with `learned:MODEL@FINGERPRINT`
    beside `self` and `arith_chain`;
-5. `ttscale report ... --table verifiers` and the figures below, read from the store: per
+5. `ttscale report ... --table verifier_gain --table verifiers` (each verifier's paired gain over
+   the best other at equal n, each verifier's AUC) and the figures below, read from the store: per
    strategy and verifier at N=8, weighted, naive and majority accuracy with 95% Wilson
    intervals, each verifier's AUC, the learned verifier's paired difference to the others on
    the same problems, and verifier FLOPs per problem.
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     eval_spec.write_text(SPEC.format(name="loop-eval", verifiers=json.dumps(["self", "arith_chain", verifier]), n=args.n,
                                      limit=args.eval_problems, seed=1))  # fmt: skip
     step("4. sweep (self, arith_chain, learned; seed 1)", ["sweep", "run", str(eval_spec)])
-    step("5. report --table verifiers", ["report", "loop-eval", "--table", "verifiers", "--table", "accuracy"])
+    step("5. report --table verifier_gain", ["report", "loop-eval", "--table", "verifier_gain", "--table", "verifiers", "--table", "accuracy"])
 
     import polars as pl
 

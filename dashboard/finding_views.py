@@ -4,7 +4,8 @@ functions, as in `views`.
 Each finding becomes plain text (names from the store are never rendered as Markdown: the page
 shows them with `st.text`) with links to the page that shows its numbers and, where it names an
 option and a budget, to the problem explorer on the cell whose candidates are behind it. Verifier
-quality becomes a table with a flag where a verifier is flat.
+quality becomes a table with a flag where a verifier is flat, and each verifier's gain over the
+best other at equal budgets a table with its intervals.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
+import views
 
 from ttscale.analysis.findings import FLAT_AUC_MARGIN, Finding
 
@@ -49,7 +51,7 @@ SECTIONS = (
     ("other", "Other findings"),
 )
 """Sections of the findings page in reading order: (key, title)."""
-SECTION_OF = {"verifier_quality": "verifier", "policy": "compute_optimal"}
+SECTION_OF = {"verifier_quality": "verifier", "verifier_gain": "verifier", "policy": "compute_optimal"}
 """A finding kind shown in another kind's section (an applied policy beside the gain it was
 learned from); kinds without a section go to `other`."""
 EMPTY = {
@@ -76,6 +78,16 @@ VERIFIER_CAPTION = (
     "Below chance: wrong candidates tend to score higher than right ones. No signal to measure: the cell's candidates "
     "are all right or all wrong."
 )
+
+GAIN_CAPTION = (
+    "Options that differ only in their verifier, at equal n: accuracy is the share of problems answered right (seeds "
+    "pooled per problem) on the problems both verifiers ran, with its 95% Wilson interval; the reference is the most "
+    "accurate other verifier of that option and n (for the most accurate one, the runner-up), chosen on these same "
+    "problems, which favours it; gain is accuracy minus the reference's, in points, with the 95% paired t-interval over "
+    "the problems. Best-of-N is compared at n > 1 with naive and weighted selection only (its majority vote and a single "
+    "sample read no score); searches that the verifier steers, with every selection method."
+)
+GAIN_EMPTY = "No option here ran under two or more verifiers on the same problems: there is no verifier to compare at equal budgets."
 
 
 @dataclass(frozen=True)
@@ -194,7 +206,7 @@ def verifier_table(verifiers: pl.DataFrame, cells: pl.DataFrame) -> pl.DataFrame
         verifiers.join(about, on="cell_id", how="left")
         .with_columns(verifier_flag().alias("flag"))
         .select(
-            "model", "strategy", "n", "verifier", "aggregation", pl.col("auc").alias("AUC"),
+            "model", "strategy", "n", views.short_verifier(), "aggregation", pl.col("auc").alias("AUC"),
             pl.col("auc_within").alias("AUC within problems"), pl.col("tied_pairs").alias("tied pairs"), "flag",
             pl.col("n_candidates").alias("candidates"), pl.col("n_correct").alias("correct"),
             pl.col("n_problems_mixed").alias("problems with both"), "dataset", "seed", "cell_id",
@@ -212,3 +224,17 @@ def verifier_warning(table: pl.DataFrame) -> str | None:
         f"{flat} of {table.height} cells with a verifier have a flat verifier (AUC within {FLAT_AUC} of 0.5): selection "
         "by its scores is close to arbitrary there, so verifier-guided results say little about the verifier."
     )
+
+
+def verifier_gain_table(gain: pl.DataFrame) -> pl.DataFrame:
+    """`Report.verifier_gain` as the findings page shows it: per option and budget, each verifier
+    (display name) with its accuracy and the gain over its reference, each with its 95% interval
+    (percent / points), best first."""
+    frame = gain.rename({"ci_low": "accuracy_ci_low", "ci_high": "accuracy_ci_high"})
+    return frame.select(
+        "model", (pl.col("base_config") + ":" + pl.col("method")).alias("option"), "n", views.short_verifier(),
+        "accuracy", views.ci_column(frame, "accuracy").alias("accuracy 95% CI (%)"),
+        (100 * pl.col("gain")).alias("gain (points)"), views.ci_column(frame, "gain", signed=True).alias("gain 95% CI (points)"),
+        views.short_verifier("reference"), pl.col("reference_accuracy").alias("reference accuracy"),
+        pl.col("n_problems").alias("problems"), "dataset",
+    )  # fmt: skip

@@ -25,6 +25,7 @@ from ttscale.analysis import findings as analysis_findings
 from ttscale.analysis.bin_accuracy import bin_accuracy
 from ttscale.analysis.cells import describe_cells
 from ttscale.analysis.verifier_quality import verifier_quality as analysis_verifier_quality
+from ttscale.learning.model_card import ModelCard, allowed_roots, read_model_card
 from ttscale.settings import Settings
 from ttscale.store import export as store_export
 
@@ -245,6 +246,18 @@ def problem_view(url: str, cell_id: str, problem_id: str, dataset: str) -> Probl
 
 
 # ---- audit ------------------------------------------------------------------------------------
+
+
+def learned_model(verifier: str) -> ModelCard:
+    """`learning.model_card.read_model_card` of a stored `learned:PATH@FINGERPRINT`, under this
+    server's model cache and TTSCALE_HOME; a refusal line when it cannot be read."""
+    return _learned_model(verifier, tuple(str(root) for root in allowed_roots(settings())))
+
+
+@st.cache_data(ttl=LIST_TTL_S, show_spinner=False)
+def _learned_model(verifier: str, roots: tuple[str, ...]) -> ModelCard:
+    # Short-lived: a folder retrained or edited since shows as a mismatch on the next rerun.
+    return read_model_card(verifier, tuple(Path(root) for root in roots))
 
 
 def agreement(url: str, cell_ids: tuple[str, ...]) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -13,6 +13,7 @@ from datetime import datetime
 import polars as pl
 
 from ttscale.analysis.cells import budget_is_run
+from ttscale.reward_model import short_name
 
 # ---- progress -----------------------------------------------------------------------------------
 
@@ -49,9 +50,16 @@ def cell_progress(cells: pl.DataFrame, now: datetime) -> pl.DataFrame:
     return out
 
 
+def short_verifier(column: str = "verifier") -> pl.Expr:
+    """A verifier column by display names (`learned:FOLDER@12345678`, not the absolute path):
+    for rows that also name their cell, so two verifiers never read alike."""
+    return pl.col(column).map_elements(short_name, return_dtype=pl.String)
+
+
 def cell_label() -> pl.Expr:
-    """`model · strategy n=N · dataset · seed s · <id>` (verifier shown when there is one)."""
-    verifier = pl.when(pl.col("verifier").is_not_null()).then(" + " + pl.col("verifier")).otherwise(pl.lit(""))
+    """`model · strategy + verifier n=N · dataset · seed s · <id>` (verifier, by its display name,
+    shown when there is one)."""
+    verifier = pl.when(pl.col("verifier").is_not_null()).then(" + " + short_verifier()).otherwise(pl.lit(""))
     return pl.format(
         "{} · {}{} n={} · {} · seed {} · {}",
         pl.col("model"), pl.col("strategy"), verifier, pl.col("n"), pl.col("dataset"), pl.col("seed"), pl.col("cell_id"),
@@ -117,7 +125,7 @@ def sweep_table(sweeps: pl.DataFrame) -> pl.DataFrame:
 def cell_table(progress: pl.DataFrame) -> pl.DataFrame:
     """`cell_progress` rows as the cell tables show them."""
     return progress.select(
-        "status", "model", "strategy", "verifier", "n", "dataset", "seed", "progress",
+        "status", "model", "strategy", short_verifier(), "n", "dataset", "seed", "progress",
         pl.format("{}/{}", pl.col("n_problems_done"), pl.col("n_problems_expected").cast(pl.String).fill_null("?")).alias("problems"),
         pl.col("elapsed_s").map_elements(duration, return_dtype=pl.String).fill_null("–").alias("elapsed"),
         "policy_flops", "code_version", "created_at", "cell_id",
@@ -304,7 +312,7 @@ def ci_text(low: float | None, high: float | None, *, signed: bool = False, pref
     return f"{prefix}[{100 * low:{fmt}}, {100 * high:{fmt}}]"
 
 
-def _ci_column(frame: pl.DataFrame, stem: str, *, signed: bool = False) -> pl.Expr:
+def ci_column(frame: pl.DataFrame, stem: str, *, signed: bool = False) -> pl.Expr:
     """`ci_text` of `<stem>_ci_low/high` as a string column (`–` where the frame has none)."""
     low, high = f"{stem}_ci_low", f"{stem}_ci_high"
     if low not in frame.columns or high not in frame.columns:
@@ -337,12 +345,12 @@ def optimal_table(frontier: pl.DataFrame, budget_label: str = "n") -> pl.DataFra
         pl.col("n_problems").alias("problems"),
         chosen("optimal").alias("best strategy (fold 0 | fold 1)"),
         pl.col("optimal_accuracy").alias("best accuracy"),
-        _ci_column(frontier, "optimal").alias("best 95% CI (%)"),
+        ci_column(frontier, "optimal").alias("best 95% CI (%)"),
         chosen("single").alias("best single strategy"),
         pl.col("single_accuracy").alias("single accuracy"),
-        _ci_column(frontier, "single").alias("single 95% CI (%)"),
+        ci_column(frontier, "single").alias("single 95% CI (%)"),
         (100 * pl.col("gain")).alias("gain (points)"),
-        _ci_column(frontier, "gain", signed=True).alias("gain 95% CI (points)"),
+        ci_column(frontier, "gain", signed=True).alias("gain 95% CI (points)"),
         pl.col("optimal_flops").alias("FLOPs/problem"),
     )
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import finding_views
 import loaders
+import model_card_views
 import polars as pl
 import streamlit as st
 import views
@@ -180,3 +181,54 @@ def verifier_quality(table: pl.DataFrame, *, key: str) -> None:
         key=key,
     )
     st.caption(finding_views.VERIFIER_CAPTION)
+
+
+def draw_links(links: tuple[finding_views.Link, ...]) -> None:
+    """Page links side by side (labels are our own words: Streamlit renders them as Markdown)."""
+    with st.container(horizontal=True):
+        for link in links:
+            st.page_link(link.script, label=link.label, icon=link.icon, query_params=link.query)
+
+
+def verifier_gain(table: pl.DataFrame, *, key: str) -> None:
+    """`finding_views.verifier_gain_table` rows under their heading, with what they mean; one
+    line when no option ran under several verifiers."""
+    st.markdown("**Verifiers at equal budgets**")
+    if table.height == 0:
+        st.caption(finding_views.GAIN_EMPTY)
+        return
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "accuracy": st.column_config.NumberColumn(format="percent"),
+            "reference accuracy": st.column_config.NumberColumn(format="percent"),
+            "gain (points)": st.column_config.NumberColumn(format="%+.1f"),
+        },
+        key=key,
+    )
+    st.caption(finding_views.GAIN_CAPTION)
+
+
+def learned_verifier(verifier: str, url: str, *, key: str) -> None:
+    """A stored `learned:` verifier's panel: its folder, fingerprint, metrics, data card and the
+    cells it was trained from (linked to their audit views), or the one line why it was not read."""
+    card = loaders.learned_model(verifier)
+    with st.container(border=True, key=key):
+        st.text(verifier)  # the stored name in full, as text
+        if card.refusal is not None:
+            st.text(card.refusal)
+            return
+        st.dataframe(model_card_views.model_facts(card), hide_index=True, width="stretch", height="content", key=f"{key}_facts")
+        st.markdown("Validation and test metrics")
+        st.dataframe(model_card_views.metrics_table(card), hide_index=True, width="stretch", key=f"{key}_metrics",
+                     column_config={c: st.column_config.NumberColumn(format="%.4g") for c in model_card_views.METRIC_COLUMNS.values()})  # fmt: skip
+        st.markdown("Data card: step prefixes and label balance")
+        st.dataframe(model_card_views.data_table(card), hide_index=True, width="stretch", key=f"{key}_data")
+        st.markdown("Cells it was trained from")
+        cells = loaders.cells(url)
+        st.dataframe(model_card_views.training_cells(card, cells), hide_index=True, width="stretch", key=f"{key}_cells")
+        if note := model_card_views.left_out(card):
+            st.caption(note)
+        draw_links(model_card_views.training_links(card, cells, loaders.memberships(url)))

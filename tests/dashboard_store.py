@@ -8,6 +8,11 @@
 - `models store`: two scripted policies of different size and skill (the registered
   `scripted` model is one size only), Best-of-N searched by `runner.search_shard` and stored
   with `store.write_shard`, so the small-vs-large comparison has data.
+- `learned store`: Best-of-N on one policy's samples under three verifiers — `scripted`, and
+  two `learned:PATH@FINGERPRINT` model folders under its TTSCALE_HOME (`tests/learned_models.py`),
+  one trained from the `scripted` cell and matching, one edited after its cell ran (a fingerprint
+  mismatch, in a cell outside sweeps) — so the audit page shows a data card and a refusal, and
+  the verifiers can be compared at equal budgets.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class Seeded:
     env: dict[str, str]
     spec_text: str = ""
     dataset: str = ""
+    learned: str = ""
+    """The learned store's matching `learned:PATH@FINGERPRINT` verifier."""
 
 
 _CACHE: dict[str, Seeded] = {}
@@ -177,6 +184,85 @@ def models_store(root: Path) -> Seeded:
     engine.dispose()
     _CACHE["models"] = Seeded(home, url, env)
     return _CACHE["models"]
+
+
+LEARNED_SWEEP = "learned-test"
+
+
+def _informed(by_text: dict[str, object], salt: str, weight: float):
+    """Step scores that lean towards a step holding the right answer by `weight` (0: hashed noise)."""
+    from ttscale.verifiers.scripted import hashed_score
+
+    def score(problem: str, steps) -> float:
+        noise = hashed_score(salt + problem, steps)
+        right = f"{{{by_text[problem].answer}}}" in steps[-1] or f" {by_text[problem].answer}\n" in steps[-1] + "\n"
+        return (1 - weight) * noise + weight * float(right)
+
+    return score
+
+
+def learned_store(root: Path) -> Seeded:
+    """Best-of-N (N=4) on 16 arith problems under `scripted` and two learned verifiers (built
+    once per process)."""
+    if "learned" in _CACHE:
+        return _CACHE["learned"]
+    from tests.learned_models import VALIDATION, write_learned_model
+    from ttscale import store
+    from ttscale.backends.scripted import ScriptedPolicy
+    from ttscale.data import load_problems
+    from ttscale.models import ModelInfo
+    from ttscale.planning import PreparedCell
+    from ttscale.prompting import PromptBuilder
+    from ttscale.runner import CellRuntime, search_shard
+    from ttscale.spec import CellSpec, DatasetSpec, SweepSpec
+    from ttscale.verifiers.scripted import ScriptedVerifier
+
+    home = root / "learned-home"
+    home.mkdir(parents=True)
+    env = service_env(home)
+    url = env["TTSCALE_DATABASE_URL"]
+    engine = store.make_engine(url, create_dirs=True)
+    store.upgrade(engine)
+    dataset = {"name": "arith", "limit": 16}
+    problems = load_problems(DatasetSpec.model_validate(dataset))
+    by_id = {p.id: p for p in problems}
+    by_text = {p.text: p for p in problems}
+    base = {"model": "scripted-1b", "strategy": {"name": "best_of_n"}, "n": 4, "dataset": dataset}
+    trained_from = CellSpec.model_validate({**base, "verifier": "scripted"})
+    training = [{"cell_id": trained_from.cell_id, "model": "scripted-1b", "strategy": "best_of_n", "verifier": "scripted", "n": 4,
+                 "dataset": "arith", "seed": 0, "n_problems_done": 16},
+                {"cell_id": "feedfacefeedface", "model": "scripted-1b", "strategy": "beam_search", "verifier": "self", "n": 8,
+                 "dataset": "ladder", "seed": 0, "n_problems_done": 24}]  # fmt: skip
+    matching = write_learned_model(home / "models" / "loop", training)
+    edited = write_learned_model(home / "models" / "edited", training, validation={**VALIDATION, "step_auc": 0.65})
+    cells = [
+        (trained_from, _informed(by_text, "s", 0.0)),
+        (CellSpec.model_validate({**base, "verifier": matching}), _informed(by_text, "l", 0.6)),
+        (CellSpec.model_validate({**base, "verifier": edited}), _informed(by_text, "e", 0.3)),
+    ]
+    with store.transaction(engine) as conn:
+        sweep = SweepSpec.model_validate({"name": LEARNED_SWEEP, "models": ["scripted-1b"], "verifiers": ["scripted", matching],
+                                          "strategies": [{"name": "best_of_n"}], "budgets": [4], "datasets": [dataset]})  # fmt: skip
+        sweep_id = store.register_sweep(conn, sweep, f"name: {LEARNED_SWEEP}\n", "tests")
+    for i, (cell, score) in enumerate(cells):
+        policy = ScriptedPolicy(_respond(by_id, 0.75), model=cell.model, n_params=1_000_000_000)
+        with store.transaction(engine) as conn:
+            store.register_cell(conn, cell, sweep_id=sweep_id if i < 2 else None, n_problems=len(problems),
+                                policy_params=policy.n_params, verifier_params=1_000_000)  # fmt: skip
+            store.set_cell_status(conn, cell.cell_id, "running")
+        prepared = PreparedCell(cell, problems, ModelInfo(name=cell.model, source="path", n_params=policy.n_params))
+        runtime = CellRuntime(prepared, policy, ScriptedVerifier(score), PromptBuilder(chat=policy.chat_prompt, format="chat"))
+        outcome = search_shard(cell, problems, runtime)
+        with store.transaction(engine) as conn:
+            store.write_shard(conn, outcome)
+            store.set_cell_status(conn, cell.cell_id, "done")
+    with store.transaction(engine) as conn:
+        store.set_sweep_status(conn, sweep_id, "done")
+    engine.dispose()
+    metrics = home / "models" / "edited" / "metrics.json"
+    metrics.write_text(metrics.read_text().replace('"step_auc": 0.65', '"step_auc": 0.9'))  # retrained since its cell ran
+    _CACHE["learned"] = Seeded(home, url, env, learned=matching)
+    return _CACHE["learned"]
 
 
 def empty_store(root: Path) -> Seeded:

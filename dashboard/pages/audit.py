@@ -1,6 +1,8 @@
 """Audit: a sweep's (or a cell's) full spec, spec hash, code version, timings, counts, how well
-each cell's verifier separates right from wrong candidates, links to its Prefect flow run and
-MLflow run, and the export as parquet or CSV."""
+each cell's verifier separates right from wrong candidates, a learned verifier's training data
+and metrics (read from its model folder only under the model cache or TTSCALE_HOME and only if
+its fingerprint matches), links to its Prefect flow run and MLflow run, and the export as
+parquet or CSV."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import finding_views
 import loaders
 import links
+import model_card_views
 import polars as pl
 import streamlit as st
 import views
@@ -89,6 +92,13 @@ st.dataframe(
 st.markdown("**Verifier quality**")
 quality = loaders.verifier_quality(url, tuple(cells["cell_id"].to_list()))
 widgets.verifier_quality(finding_views.verifier_table(quality, loaders.cells(url)), key="audit_verifiers")
+
+learned = model_card_views.learned_verifiers(cells)
+if learned:
+    st.markdown("**Learned verifier**" if len(learned) == 1 else "**Learned verifiers**")
+    st.caption(model_card_views.CAPTION)
+    for i, name in enumerate(learned):
+        widgets.learned_verifier(name, url, key=f"audit_learned_{i}")
 
 summary, differ = loaders.agreement(url, tuple(cells["cell_id"].to_list()))
 if summary.height:

@@ -1,6 +1,7 @@
 """Findings, the page the dashboard opens on: the answer first (which strategy to use at which
 budget and difficulty), then every finding of the analysis, each linked to the page that shows
-its numbers and to the candidates behind it, the verifiers' quality, and the sweep's progress.
+its numbers and to the candidates behind it, the verifiers' quality and their gains over one
+another at equal budgets, and the sweep's progress.
 
 Sentences carry model, dataset and option names from the store: they are shown with `st.text`
 (never as Markdown); link labels and headings are our own words."""
@@ -13,12 +14,6 @@ import polars as pl
 import streamlit as st
 import views
 import widgets
-
-
-def draw_links(links: tuple[finding_views.Link, ...]) -> None:
-    with st.container(horizontal=True):
-        for link in links:
-            st.page_link(link.script, label=link.label, icon=link.icon, query_params=link.query)
 
 
 st.title("Findings")
@@ -46,7 +41,7 @@ if scope.sweep is not None and scope.sweep["status"] != "done":
 with st.container(border=True, key="headline"):
     st.markdown("**What to use**")
     st.text(found.headline or "No option has verdicts at any budget yet.")
-    draw_links(finding_views.headline_links(scope.key))
+    widgets.draw_links(finding_views.headline_links(scope.key))
 st.caption(
     f"{report.settings['n_cells']} cell{'s' if report.settings['n_cells'] != 1 else ''} · {result.n_candidates:,} candidates · accuracy over the problems with 95% "
     f"intervals (Wilson over problems); difficulty bins: {bins} (1 = easiest); choosing per bin is cross-fitted on two halves "
@@ -61,9 +56,10 @@ for key, title, items in finding_views.finding_sections(list(found.findings), fo
     for item in items:
         with st.container(border=True):
             st.text(item.text)
-            draw_links(item.links)
+            widgets.draw_links(item.links)
     if key == "verifier":
         widgets.verifier_quality(finding_views.verifier_table(report.verifiers, loaders.cells(url)), key="findings_verifiers")
+        widgets.verifier_gain(finding_views.verifier_gain_table(report.verifier_gain), key="findings_verifier_gain")
 
 st.subheader("Sweep")
 if scope.sweep is not None:
@@ -83,4 +79,4 @@ if scope.sweep is not None:
     )
 else:
     st.caption(f"{len(scope.cell_ids)} cell{'s' if len(scope.cell_ids) != 1 else ''}, not one sweep.")
-draw_links(finding_views.sweep_links(scope.key))
+widgets.draw_links(finding_views.sweep_links(scope.key))

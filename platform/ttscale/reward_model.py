@@ -23,13 +23,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from ttscale.errors import SpecError
 
 HeadKind = Literal["logistic", "mlp"]
+LEARNED_PREFIX = "learned:"
+SHORT_FINGERPRINT_HEX = 8
+"""Hex digits of the fingerprint a display name keeps (`short_name`)."""
 CONFIG_FILE, HEAD_FILE, METRICS_FILE, CARD_FILE = "config.json", "head.npz", "metrics.json", "card.json"
 FINGERPRINT_FILES = (CONFIG_FILE, HEAD_FILE, METRICS_FILE)
 FINGERPRINT_HEX = 12
@@ -125,9 +129,15 @@ def write_model_dir(out: Path, config: RewardModelConfig, head: RewardHead, metr
 
 def fingerprint(folder: Path) -> str:
     """sha256 (first 12 hex) over the folder's config, head and metrics files, names and bytes."""
+    return fingerprint_of({name: (folder / name).read_bytes() for name in FINGERPRINT_FILES})
+
+
+def fingerprint_of(contents: Mapping[str, bytes]) -> str:
+    """The fingerprint of `FINGERPRINT_FILES` given their bytes (`contents[name]`): for a reader
+    that hashes exactly the bytes it goes on to parse."""
     digest = hashlib.sha256()
     for name in FINGERPRINT_FILES:
-        data = (folder / name).read_bytes()
+        data = contents[name]
         digest.update(f"{name}\0{len(data)}\0".encode())
         digest.update(data)
     return digest.hexdigest()[:FINGERPRINT_HEX]
@@ -140,6 +150,29 @@ def split_pin(argument: str) -> tuple[str, str | None]:
     if at and path and _PIN.match(pin):
         return path, pin
     return argument, None
+
+
+def short_name(verifier: str) -> str:
+    """The display name of a verifier: `learned:FOLDER@12345678` (the folder's last path part and
+    the first `SHORT_FINGERPRINT_HEX` hex of its fingerprint) for `learned:/abs/path/FOLDER@FINGERPRINT`;
+    any other name as it is. The stored name stays the full one."""
+    if not verifier.startswith(LEARNED_PREFIX):
+        return verifier
+    path, pin = split_pin(verifier[len(LEARNED_PREFIX) :])
+    folder = PurePosixPath(path.rstrip("/")).name or path
+    return f"{LEARNED_PREFIX}{folder}" + (f"@{pin[:SHORT_FINGERPRINT_HEX]}" if pin else "")
+
+
+def short_names(verifiers: Iterable[str | None]) -> dict[str, str]:
+    """Stored name → display name for each distinct verifier (`short_name`), keeping the full
+    name of any two whose short names would coincide (two folders of one name, unpinned), so a
+    display name always names one verifier."""
+    names = sorted({v for v in verifiers if v is not None})
+    short = {v: short_name(v) for v in names}
+    taken: dict[str, int] = {}
+    for s in short.values():
+        taken[s] = taken.get(s, 0) + 1
+    return {v: s if taken[s] == 1 else v for v, s in short.items()}
 
 
 def model_dir_error(argument: str) -> str | None:

@@ -33,6 +33,11 @@ def models_store(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def learned_store(tmp_path_factory):
+    return dashboard_store.learned_store(tmp_path_factory.mktemp("dashboard-learned"))
+
+
+@pytest.fixture(scope="session")
 def empty_store(tmp_path_factory):
     return dashboard_store.empty_store(tmp_path_factory.mktemp("dashboard-empty"))
 
@@ -573,6 +578,103 @@ def test_audit_of_a_cell_outside_sweeps(monkeypatch, sweep_store, stored):
     assert spec == json.loads(loose["spec"])
     assert re.fullmatch(r"\d+", {m.label: m.value for m in at.metric}["Candidates"].replace(",", ""))
     assert {m.label: m.value for m in at.metric}["Candidates"] == "24"
+
+
+# ---- a learned verifier ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def learned(learned_store):
+    """The learned store's sweep, cells and the cell the matching model was trained from."""
+    engine = store.make_engine(learned_store.url)
+    with engine.connect() as conn:
+        sweep = store.read_sweeps(conn).row(0, named=True)
+        cells = store.read_cells(conn)
+        sweep_cells = store.read_cells(conn, sweep["sweep_id"])
+    engine.dispose()
+    trained_from = cells.filter(pl.col("verifier") == "scripted")["cell_id"][0]
+    return {"sweep": sweep, "cells": cells, "sweep_cells": sweep_cells, "trained_from": trained_from}
+
+
+def table_with(at: AppTest, column: str, rank: int = 0) -> pl.DataFrame:
+    found = [df.value for df in at.dataframe if column in df.value.columns]
+    assert len(found) > rank, f"no table with a {column!r} column"
+    return pl.from_pandas(found[rank])
+
+
+def test_audit_shows_a_learned_verifiers_metrics_and_data_card(monkeypatch, learned_store, learned):
+    monkeypatch.setenv("TTSCALE_HOME", str(learned_store.home))  # the model cache is $TTSCALE_HOME/models
+    sweep_id = learned["sweep"]["sweep_id"]
+    at = run_page(monkeypatch, learned_store, "audit", {"sweep": sweep_id})
+    assert learned_store.learned in texts(at, "text")  # the stored name in full
+    assert not any(t.startswith(("fingerprint mismatch", "not read", "missing", "unreadable")) for t in texts(at, "text"))
+    folder = learned_store.home / "models" / "loop"
+    facts = dict(next(f for f in (pl.from_pandas(df.value) for df in at.dataframe if "field" in df.value.columns)
+                      if "model folder" in f["field"].to_list()).iter_rows())  # fmt: skip
+    fingerprint = learned_store.learned.rpartition("@")[2]
+    assert facts["model folder"] == str(folder) and facts["fingerprint"].startswith(f"{fingerprint} — matches the folder")
+    assert facts["display name"] == f"learned:loop@{fingerprint[:8]}" and facts["data from"] == "loop-train"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    shown = {r["split"]: r for r in table_with(at, "step AUC").iter_rows(named=True)}
+    assert set(shown) == {"train", "validation"}
+    for key, column in (("step_auc", "step AUC"), ("step_auc_within", "step AUC within problems"), ("final_auc", "final AUC"),
+                        ("final_auc_within", "final AUC within problems"), ("brier", "Brier"), ("ece", "ECE")):  # fmt: skip
+        assert shown["validation"][column] == pytest.approx(metrics["validation"][key]), column
+    assert shown["train"]["step AUC"] == pytest.approx(metrics["train"]["step_auc"])
+    balance = {r["split"]: r for r in table_with(at, "hard positive share").iter_rows(named=True)}
+    card = metrics["dataset"]["card"]
+    assert balance["all"]["hard positive share"] == pytest.approx(card["balance"]["hard_positive_share"])
+    assert balance["validation"]["problems"] == card["splits"]["validation"]["problems"] == 7
+    trained = table_with(at, "in this store")
+    assert dict(zip(trained["cell_id"], trained["in this store"], strict=True)) == {learned["trained_from"]: "yes", "feedfacefeedface": "no"}
+    [(page, label, query)] = [link for link in page_links(at) if link[1].startswith("Audit:")]
+    assert page == "audit" and query == {"sweep": sweep_id, "cell": learned["trained_from"]}
+    assert any(c.startswith("Read from the model folder the stored name points to") for c in texts(at, "caption"))
+
+
+def test_audit_of_a_cell_whose_learned_folder_changed_says_why_it_is_not_shown(monkeypatch, learned_store, learned, tmp_path):
+    monkeypatch.setenv("TTSCALE_HOME", str(learned_store.home))
+    at = run_page(monkeypatch, learned_store, "audit", {"sweep": "__unswept__"})
+    edited = learned["cells"].filter(pl.col("verifier").str.contains("/models/edited@"))["verifier"][0]
+    now = fingerprint_of_folder(learned_store.home / "models" / "edited")
+    assert f"fingerprint mismatch: the folder now holds {now}, the cell ran with {edited[-12:]} (retrained or edited since)" in texts(at, "text")
+    assert not [df for df in at.dataframe if "step AUC" in df.value.columns]  # nothing read from the folder
+    # served from elsewhere, the same store's folders lie outside the allowed roots
+    monkeypatch.setenv("TTSCALE_HOME", str(tmp_path))
+    at = run_page(monkeypatch, learned_store, "audit", {"sweep": learned["sweep"]["sweep_id"]})
+    assert any(t.startswith("not read: ") and "is not under an allowed root" in t for t in texts(at, "text"))
+    assert not [df for df in at.dataframe if "step AUC" in df.value.columns]
+
+
+def fingerprint_of_folder(folder: Path) -> str:
+    from ttscale.reward_model import fingerprint
+
+    return fingerprint(folder)
+
+
+def test_findings_compare_verifiers_at_equal_budgets_by_their_short_names(monkeypatch, learned_store, learned):
+    monkeypatch.setenv("TTSCALE_HOME", str(learned_store.home))
+    sweep_id = learned["sweep"]["sweep_id"]
+    at = run_page(monkeypatch, learned_store, "findings", {"sweep": sweep_id})
+    report = expected_report(learned_store, learned["sweep_cells"]["cell_id"].to_list())
+    want = report.verifier_gain
+    assert want.height and set(want["verifier"].to_list()) == {"scripted", learned_store.learned}
+    got = table_with(at, "gain (points)")
+    short = f"learned:loop@{learned_store.learned[-12:-4]}"
+    assert set(got["verifier"].to_list()) == {"scripted", short} and set(got["reference"].to_list()) == {"scripted", short}
+    assert got["gain (points)"].to_list() == pytest.approx([100 * g for g in want["gain"].to_list()])
+    assert got["accuracy"].to_list() == pytest.approx(want["accuracy"].to_list())
+    assert got["problems"].to_list() == want["n_problems"].to_list()
+    assert any(c.startswith("Options that differ only in their verifier") for c in texts(at, "caption"))
+    [lead] = [f for f in analysis_findings.findings(report) if f.kind == "verifier_gain"]
+    assert lead.text in [sentence for sentence, _ in finding_blocks(at)]
+    # no table or sentence on the page spells the model folder's path; the audit page does
+    folder = str(learned_store.home / "models")
+    shown = texts(at, "text") + [str(v) for df in at.dataframe for col in df.value.columns for v in df.value[col].tolist()]
+    assert not any(folder in t for t in shown)
+    explorer = run_page(monkeypatch, learned_store, "problems", {"sweep": sweep_id})
+    labels = widget(explorer, "selectbox", "explorer_cell").options  # as shown: the cell labels
+    assert any(f"+ {short} n=4" in label for label in labels) and not any(folder in label for label in labels)
 
 
 def test_dashboard_command_refuses_a_store_that_is_not_there(tmp_path):

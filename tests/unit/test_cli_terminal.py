@@ -4,10 +4,10 @@ lines out (the entry-point behaviour is in tests/integration/test_terminal_outpu
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
-import os
 
 from rich.console import Console
 
@@ -130,3 +130,21 @@ def test_a_bug_after_the_log_file_opens_is_one_line_naming_it_and_the_log_holds_
     assert got.stdout == ""
     text = log.read_text(encoding="utf-8")
     assert "engine chatter" in text and "Traceback (most recent call last)" in text and "KeyError: 'no such thing'" in text
+
+
+def test_a_learned_verifier_shows_by_its_folder_and_fingerprint_in_labels_and_the_plan(tmp_path):
+    from tests.learned_models import write_learned_model
+    from ttscale.cli.sweep import print_plan
+
+    name = write_learned_model(tmp_path / "a-rather-long-folder-path" / "model", [])
+    spec = parse_sweep({
+        "name": "learned", "models": ["scripted"], "verifiers": ["arithmetic", name], "strategies": [{"name": "best_of_n"}],
+        "budgets": [4], "datasets": [{"name": "arith", "limit": 2}],
+    })  # fmt: skip
+    plan = plan_sweep(spec, {dataset_key(spec.datasets[0]): ["arith-0", "arith-1"]})
+    short = f"learned:model@{name[-12:-4]}"
+    assert cell_labels(plan.running_cells) == ["best_of_n n=4 verifier=arithmetic", f"best_of_n n=4 verifier={short}"]
+    out = _piped()
+    print_plan(out, plan)
+    text = out.file.getvalue()
+    assert short in text and str(tmp_path) not in text and max(map(len, text.splitlines())) <= 80

@@ -125,3 +125,19 @@ def test_an_applied_policy_is_shown_beside_the_gain_it_was_learned_from():
                       "1b", "math500", "adaptive:weighted", 16)  # fmt: skip
     sections = dict((key, items) for key, _, items in fv.finding_sections([*FINDINGS, applied], CELLS, "sweep-1"))
     assert [item.kind for item in sections["compute_optimal"]] == ["compute_optimal", "policy"]
+
+
+def test_the_gain_table_shows_short_names_percent_and_points_with_intervals():
+    learned = "learned:/home/u/.ttscale/learn/model@0123456789ab"
+    gain = pl.DataFrame({
+        "model": "m", "dataset": "d", "base_config": "best_of_n", "method": "weighted", "n": 8, "verifier": ["self", learned],
+        "config": ["best_of_n@self", "best_of_n@learned:model@01234567"], "n_problems": 24, "accuracy": [0.5, 0.25],
+        "ci_low": [0.3, 0.1], "ci_high": [0.7, 0.45], "reference": [learned, "self"], "reference_accuracy": [0.25, 0.5],
+        "gain": [0.25, -0.25], "gain_ci_low": [0.05, -0.45], "gain_ci_high": [0.45, -0.05],
+    })  # fmt: skip
+    table = fv.verifier_gain_table(gain)
+    assert table["verifier"].to_list() == ["self", "learned:model@01234567"] and table["reference"].to_list() == ["learned:model@01234567", "self"]
+    assert table["option"].to_list() == ["best_of_n:weighted"] * 2 and table["gain (points)"].to_list() == [25.0, -25.0]
+    assert table["accuracy 95% CI (%)"].to_list() == ["[30.0, 70.0]", "[10.0, 45.0]"]
+    assert table["gain 95% CI (points)"].to_list() == ["[+5.0, +45.0]", "[-45.0, -5.0]"]
+    assert "verifier_gain" in fv.SECTION_OF and fv.SECTION_OF["verifier_gain"] == "verifier"

@@ -19,6 +19,8 @@ from ttscale.reward_model import (
     load_model_dir,
     model_dir_error,
     pinned_name,
+    short_name,
+    short_names,
     split_pin,
     write_model_dir,
 )
@@ -149,3 +151,17 @@ def test_sweep_specs_pin_learned_verifiers_as_ttscale_run_does(tmp_path, monkeyp
     (tmp_path / "sweep.yaml").write_text(spec_text.replace("learned:model", "learned:gone"))
     with pytest.raises(SpecError, match=r"^verifiers\[1\]: learned model folder 'gone' does not exist"):
         read_sweep(tmp_path / "sweep.yaml")
+
+
+def test_display_names_keep_the_folder_and_8_hex_of_the_fingerprint_and_never_merge_two_verifiers():
+    pinned = "learned:/home/u/.ttscale/learn/model@1a2b3c4d5e6f"
+    assert short_name(pinned) == "learned:model@1a2b3c4d"
+    assert short_name("learned:/home/u/model/@1a2b3c4d5e6f") == "learned:model@1a2b3c4d"  # a trailing slash
+    assert short_name("learned:rel/dir") == "learned:dir" and short_name("self") == "self"
+    assert short_name("learned:/models/v@2") == "learned:v@2"  # `@2` is part of the folder's name
+    # two folders of one name and one fingerprint's first 8 hex: both keep their full names
+    twin = "learned:/elsewhere/model@1a2b3c4d0000"
+    assert short_names([pinned, twin, "self", None, pinned]) == {pinned: pinned, twin: twin, "self": "self"}
+    assert short_names([pinned, "learned:/x/other@1a2b3c4d5e6f"]) == {
+        pinned: "learned:model@1a2b3c4d", "learned:/x/other@1a2b3c4d5e6f": "learned:other@1a2b3c4d",
+    }  # fmt: skip

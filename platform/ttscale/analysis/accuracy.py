@@ -13,6 +13,8 @@ reference reports means over 5 seeds. With one seed, the cell's own interval is 
 
 from __future__ import annotations
 
+import math
+
 import polars as pl
 
 from ttscale.analysis.verdicts import Verdicts
@@ -30,6 +32,21 @@ def t975(df: int) -> float:
     if df < 1:
         raise ValueError(f"df must be >= 1, got {df}")
     return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+def t_interval(mean: float, sd: float | None, k: int) -> tuple[float, float]:
+    """The 95% t-interval of a mean over k values with sample standard deviation `sd`:
+    mean ± t(0.975, k−1)·sd/√k; nan at both ends without a spread (k < 2 or no sd). For a
+    paired comparison the values are the per-problem differences."""
+    half = t975(k - 1) * sd / math.sqrt(k) if k > 1 and sd is not None else float("nan")
+    return mean - half, mean + half
+
+
+def t_half_width(sd: pl.Expr, k: pl.Expr) -> pl.Expr:
+    """`t_interval`'s half width as an expression: t(0.975, k−1)·sd/√k (null where k < 2)."""
+    quantiles = {j: t975(j - 1) for j in range(2, len(_T975) + 2)}
+    t = k.replace_strict(quantiles, default=1.96, return_dtype=pl.Float64)
+    return pl.when(k > 1).then(t * sd / k.cast(pl.Float64).sqrt())
 
 
 def wilson_interval(mean: pl.Expr, count: pl.Expr, z: float = 1.96) -> tuple[pl.Expr, pl.Expr]:
@@ -88,9 +105,7 @@ def seed_accuracy(cell_acc: pl.DataFrame, described: pl.DataFrame) -> pl.DataFra
         pl.col("ci_low").first().alias("_cell_low"),
         pl.col("ci_high").first().alias("_cell_high"),
     )
-    quantiles = {s: t975(s - 1) for s in range(2, len(_T975) + 2)}
-    t = pl.col("n_seeds").replace_strict(quantiles, default=1.96, return_dtype=pl.Float64)
-    half = t * pl.col("std") / pl.col("n_seeds").cast(pl.Float64).sqrt()
+    half = t_half_width(pl.col("std"), pl.col("n_seeds"))
     many = pl.col("n_seeds") > 1
     return (
         grouped.with_columns(

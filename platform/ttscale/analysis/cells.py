@@ -6,7 +6,9 @@ that differ only in seed are replicates of one configuration; the compute-optima
 chooses among configurations (times a selection method) per budget.
 
 Labels name only what varies within the frame given, so a sweep with one beam search reads
-`beam_search`, and one that varies the lookahead reads `beam_search[lookahead=2]`.
+`beam_search`, and one that varies the lookahead reads `beam_search[lookahead=2]`. A learned
+verifier appears by its display name (`reward_model.short_name`: `learned:FOLDER@12345678`, not
+its absolute path), the full name staying in the `verifier` column.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import json
 import polars as pl
 
 from ttscale.analysis.frames import CELL_COLUMNS, require_columns
+from ttscale.reward_model import short_names
 from ttscale.spec import as_cell
 from ttscale.strategy_params import PARAMS_BY_NAME, StrategyParams
 
-DESCRIBED_COLUMNS = ("cell_id", "model", "dataset", "strategy", "config", "verifier", "aggregation", "n_cell", "seed", "prefix_unit")
+DESCRIBED_COLUMNS = (
+    "cell_id", "model", "dataset", "strategy", "config", "base_config", "verifier", "aggregation", "n_cell", "seed", "prefix_unit",
+)  # fmt: skip
 
 
 def _strategy(row: dict) -> StrategyParams | None:
@@ -35,7 +40,8 @@ def _strategy(row: dict) -> StrategyParams | None:
 
 
 def describe_cells(cells: pl.DataFrame) -> pl.DataFrame:
-    """One row per cell: cell_id, model, dataset, strategy, config, verifier, aggregation, n_cell, seed,
+    """One row per cell: cell_id, model, dataset, strategy, config, base_config (the config without
+    its verifier: cells that differ only in verifier share it), verifier, aggregation, n_cell, seed,
     prefix_unit (the smallest prefix of the cell that is a run itself: `StrategyParams.prefix_unit`).
 
     `cells` is `store.read_cells(...)`: it needs cell_id, model,
@@ -56,16 +62,19 @@ def describe_cells(cells: pl.DataFrame) -> pl.DataFrame:
         shown[strategy] = sorted(k for k in keys if len({json.dumps(p.get(k)) for p, _ in values}) > 1)
     verifiers = {r.get("verifier") for r in rows if r.get("verifier") is not None}
     aggregations = {r.get("aggregation") for r in rows if r.get("verifier") is not None}
+    display = short_names(verifiers)
     out = []
     for row, p, strategy in zip(rows, params, strategies, strict=True):
         label = row["strategy"]
         keys = shown[row["strategy"]]
         if keys:
             label += "[" + ",".join(f"{k}={p.get(k)}" for k in keys) + "]"
+        base = label
         if len(verifiers) > 1 and row.get("verifier") is not None:
-            label += f"@{row['verifier']}"
+            label += f"@{display[row['verifier']]}"
         if len(aggregations) > 1 and row.get("verifier") is not None:
             label += f"/{row.get('aggregation')}"
+            base += f"/{row.get('aggregation')}"
         out.append(
             {
                 "cell_id": str(row["cell_id"]),
@@ -73,6 +82,7 @@ def describe_cells(cells: pl.DataFrame) -> pl.DataFrame:
                 "dataset": str(row["dataset"]),
                 "strategy": str(row["strategy"]),
                 "config": label,
+                "base_config": base,
                 "verifier": row.get("verifier"),
                 "aggregation": row.get("aggregation"),
                 "n_cell": int(row["n"]),
@@ -86,6 +96,7 @@ def describe_cells(cells: pl.DataFrame) -> pl.DataFrame:
         "dataset": pl.String,
         "strategy": pl.String,
         "config": pl.String,
+        "base_config": pl.String,
         "verifier": pl.String,
         "aggregation": pl.String,
         "n_cell": pl.Int64,

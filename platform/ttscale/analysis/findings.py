@@ -9,6 +9,8 @@ selectors only — `pass` is an oracle, never a strategy to use):
 - `best`: the best option at each budget n (in-sample, Wilson interval over the problems);
 - `verifier`: the best verifier-guided option against majority voting at equal n, the paired
   difference over the same problems with its t-interval (the largest at any n);
+- `verifier_gain`: where options differ only in their verifier (`verifier_gain`), the largest
+  lead of a group's most accurate verifier over the runner-up, paired with its t-interval;
 - `policy`: each option of a strategy that applies a compute-optimal policy (`adaptive`) against
   the most accurate fixed option at the same n (chosen on these very problems, which favours the
   fixed side), the paired difference with its t-interval and the FLOPs ratio per problem;
@@ -29,8 +31,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ttscale.analysis.accuracy import t975, wilson_interval
+from ttscale.analysis.accuracy import t_interval, wilson_interval
 from ttscale.analysis.frontier import ALL_BINS
+from ttscale.analysis.verifier_gain import GROUP_KEYS as GAIN_GROUP
+from ttscale.reward_model import short_names
 
 MAJORITY = "majority"
 FLAT_AUC_MARGIN = 0.05
@@ -134,7 +138,7 @@ def _verifier_vs_majority(points: pl.DataFrame, model: str, dataset: str) -> Fin
         pl.col("correct").mean().alias("acc"), pl.col("_maj").mean().alias("maj"),
     )  # fmt: skip
     r = diffs.sort(["gain", "n", "option"], descending=[True, False, False]).row(0, named=True)
-    low, high = _t_interval(r["gain"], r["sd"], r["k"])
+    low, high = t_interval(r["gain"], r["sd"], r["k"])
     if r["gain"] <= 0:
         text = f"No verifier-guided strategy beats majority voting at equal n (best: {r['option']} at n={r['n']}, {100 * r['gain']:+.1f} points)."
     else:
@@ -146,17 +150,11 @@ def _verifier_vs_majority(points: pl.DataFrame, model: str, dataset: str) -> Fin
     return Finding("verifier", text, "frontiers", model, dataset, r["option"], r["n"])
 
 
-def _t_interval(gain: float, sd: float | None, k: int) -> tuple[float, float]:
-    """95% t-interval of a mean paired difference over k problems (nan without a spread)."""
-    half = t975(k - 1) * sd / math.sqrt(k) if k > 1 and sd is not None else float("nan")
-    return gain - half, gain + half
-
-
 def _paired_gain(paired: pl.DataFrame) -> tuple[float, float, float]:
     """Mean of `correct - _other` over the problems with its 95% t-interval."""
     d = paired["correct"] - paired["_other"]
     gain = float(d.mean())
-    return gain, *_t_interval(gain, d.std(ddof=1) if d.len() > 1 else None, d.len())
+    return gain, *t_interval(gain, d.std(ddof=1) if d.len() > 1 else None, d.len())
 
 
 def _policy_vs_fixed(points: pl.DataFrame, model: str, dataset: str) -> list[Finding]:
@@ -182,6 +180,24 @@ def _policy_vs_fixed(points: pl.DataFrame, model: str, dataset: str) -> list[Fin
         )
         out.append(Finding("policy", text, "frontiers", model, dataset, option, int(n)))
     return out
+
+
+def _verifier_lead(gain: pl.DataFrame, model: str, dataset: str) -> Finding | None:
+    """The largest lead of a group's best verifier over its runner-up (the first row of each
+    group of `verifier_gain.verifier_gain`)."""
+    leads = gain.filter((pl.col("model") == model) & (pl.col("dataset") == dataset)).group_by(GAIN_GROUP, maintain_order=True).first()
+    if leads.is_empty():
+        return None
+    r = leads.sort(["gain", "n", "base_config", "method"], descending=[True, False, False, False]).row(0, named=True)
+    shown = short_names([r["verifier"], r["reference"]])
+    sure = "" if r["gain_ci_low"] is not None and r["gain_ci_low"] > 0 else " (the interval includes 0: no difference shown)"
+    text = (
+        f"{shown[r['verifier']]} is the most accurate verifier for {r['base_config']}:{r['method']} at n={r['n']}: "
+        f"{pct(r['accuracy'])} vs {pct(r['reference_accuracy'])} for {shown[r['reference']]}, the runner-up, "
+        f"{100 * r['gain']:+.1f} points{interval(r['gain_ci_low'], r['gain_ci_high'], points=True)} on the same "
+        f"{r['n_problems']} problems{sure}."
+    )
+    return Finding("verifier_gain", text, "frontiers", model, dataset, f"{r['config']}:{r['method']}", int(r["n"]))
 
 
 def _compute_optimal(frontier: pl.DataFrame, model: str, dataset: str) -> Finding | None:
@@ -223,11 +239,12 @@ def _verifier_quality(verifiers: pl.DataFrame) -> list[Finding]:
     per = verifiers.group_by("verifier", "aggregation").agg(
         pl.col("auc").mean(), pl.col("auc_within").mean(), pl.col("tied_pairs").mean(), pl.len().alias("cells")
     ).sort("verifier", "aggregation")
+    shown = short_names(per["verifier"].to_list())
     out = []
     for r in per.iter_rows(named=True):
         flat = " — it barely ranks candidates, so selection by score is close to arbitrary" if r["auc"] is not None and abs(r["auc"] - 0.5) < FLAT_AUC_MARGIN else ""
         auc = "–" if r["auc"] is None else f"{r['auc']:.2f}"
-        text = f"Verifier {r['verifier']} ({r['aggregation']}) separates right from wrong candidates with AUC {auc} (0.5 = no signal){flat}."
+        text = f"Verifier {shown[r['verifier']]} ({r['aggregation']}) separates right from wrong candidates with AUC {auc} (0.5 = no signal){flat}."
         out.append(Finding("verifier_quality", text, "audit"))
     return out
 
@@ -244,6 +261,7 @@ def findings(report) -> list[Finding]:  # noqa: ANN001 (analysis.report.Report; 
         for found in (
             _scaling(acc, model, dataset),
             _verifier_vs_majority(mine, model, dataset),
+            _verifier_lead(report.verifier_gain, model, dataset),
             _compute_optimal(report.frontier.filter((pl.col("model") == model) & (pl.col("dataset") == dataset)), model, dataset),
             _best_per_budget(acc, model, dataset),
         ):

@@ -27,8 +27,11 @@ from ttscale.analysis.difficulty import BinKind, difficulty_bins
 from ttscale.analysis.findings import FINDINGS_SCHEMA, findings_frame
 from ttscale.analysis.frontier import ALL_BINS, compute_optimal, frontier_points
 from ttscale.analysis.verdicts import Mode, problem_verdicts
+from ttscale.analysis.verifier_gain import DEFINITION as GAIN_DEFINITION
+from ttscale.analysis.verifier_gain import GAIN_SCHEMA, verifier_gain
 from ttscale.analysis.verifier_quality import QUALITY_SCHEMA, verifier_quality
 from ttscale.errors import SpecError
+from ttscale.reward_model import short_names
 from ttscale.spreadsheet import neutralise_formulas
 
 if TYPE_CHECKING:
@@ -36,8 +39,11 @@ if TYPE_CHECKING:
 
 Format = Literal["table", "json", "csv", "markdown"]
 FORMATS = ("table", "json", "csv", "markdown")
-TABLES = ("findings", "accuracy", "bins", "frontier", "frontier_flops", "models", "comparison", "verifiers", "agreement")
-VIEW_KEYS = {"findings": 1, "accuracy": 5, "bins": 2, "frontier": 4, "frontier_flops": 4, "models": 2, "comparison": 3, "verifiers": 1, "agreement": 3}
+TABLES = ("findings", "accuracy", "bins", "frontier", "frontier_flops", "models", "comparison", "verifiers", "verifier_gain", "agreement")
+VIEW_KEYS = {
+    "findings": 1, "accuracy": 5, "bins": 2, "frontier": 4, "frontier_flops": 4, "models": 2, "comparison": 3, "verifiers": 1,
+    "verifier_gain": 2, "agreement": 3,
+}  # fmt: skip
 """How many leading columns of each display view name a row: a view split to fit a narrow
 terminal repeats them in every part (`text_tables.fitted_tables`)."""
 
@@ -67,6 +73,8 @@ class Report:
     """The headline and each finding in one sentence (`findings.findings_frame`)."""
     verifiers: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=QUALITY_SCHEMA))
     """How well each cell's verifier separates right from wrong candidates (`verifier_quality`)."""
+    verifier_gain: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=GAIN_SCHEMA))
+    """Each verifier's accuracy and paired gain over the best other at equal n (`verifier_gain`)."""
     agreement: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={c: pl.String for c in AGREEMENT_COLUMNS}))
     """Published verdicts of imported cells against ttscale's (`agreement.agreement`); empty otherwise."""
 
@@ -130,9 +138,10 @@ def build_report(
         "n_cells": described.height,
     }
     settings["verifiers"] = "AUC: P(a correct candidate outscores a wrong one), ties half; pooled over the cell and within problems"
+    settings["verifier_gain"] = GAIN_DEFINITION
     built = Report(
         accuracy, per_cell, bin_summary, problem_bins, frontier, frontier_flops, models, comparison, settings, points,
-        verifiers=verifier_quality(cells, candidates),
+        verifiers=verifier_quality(cells, candidates), verifier_gain=verifier_gain(points, described),
     )
     return replace(built, findings=findings_frame(built))
 
@@ -253,14 +262,17 @@ def display_views(report: Report, tables: list[str] | None = None) -> dict[str, 
                 ],
             )  # fmt: skip
         elif name == "verifiers":
+            shown = short_names(frame["verifier"].to_list())
             views[name] = (
                 ["cell", "verifier", "candidates", "correct", "AUC", "AUC in problem", "tied pairs"],
                 [
-                    [r["cell_id"], f"{r['verifier']}/{r['aggregation']}", str(r["n_candidates"]), str(r["n_correct"]),
+                    [r["cell_id"], f"{shown[r['verifier']]}/{r['aggregation']}", str(r["n_candidates"]), str(r["n_correct"]),
                      _fmt_ratio(r["auc"]), _fmt_ratio(r["auc_within"]), _fmt_ratio(r["tied_pairs"])]
                     for r in frame.iter_rows(named=True)
                 ],
             )  # fmt: skip
+        elif name == "verifier_gain":
+            views[name] = _verifier_gain_view(frame)
         elif name == "agreement":
             views[name] = (
                 ["cell", "method", "n", "problems", "published", "ttscale", "differ"],
@@ -293,6 +305,40 @@ def _accuracy_view(frame: pl.DataFrame) -> tuple[list[str], list[list[str]]]:
     return ["model", "dataset", "config", "N", "method", *[f"n={n}" for n in ns]], rows
 
 
+def _verifier_gain_view(frame: pl.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """One row per verifier of each option and n, best first: two key columns and two numbers,
+    so that it fits 80 columns (the reference is the next row for the best, the best for the
+    rest; JSON and CSV name it). With several models or datasets, the first row of each names
+    them on a line above its option."""
+    several = frame.select("model", "dataset").unique().height > 1
+    shown = short_names(frame["verifier"].to_list())
+    rows, about = [], None
+    for r in frame.iter_rows(named=True):
+        option = f"{r['base_config']}:{r['method']} n={r['n']}"
+        first = several and about != (r["model"], r["dataset"])
+        about = (r["model"], r["dataset"])
+        rows.append([
+            f"{r['model']} on {r['dataset']}:\n{option}" if first else option,
+            shown[r["verifier"]],
+            _fmt_interval(r["accuracy"], r["ci_low"], r["ci_high"]),
+            _fmt_interval(r["gain"], r["gain_ci_low"], r["gain_ci_high"], sign="+"),
+        ])  # fmt: skip
+    return ["option", "verifier", "accuracy", "gain vs best other"], rows
+
+
+def view_note(report: Report, name: str) -> str | None:
+    """The line under a view that says what its numbers are, where the view needs one."""
+    if name != "verifier_gain" or report.verifier_gain.is_empty():
+        return None
+    counts = sorted(set(report.verifier_gain["n_problems"].to_list()))
+    problems = f"the same {counts[0]} problems" if len(counts) == 1 else f"the problems both ran ({counts[0]}-{counts[-1]})"
+    return (
+        f"accuracy: % of problems right (seeds pooled), 95% Wilson interval [low,high]; gain: points over the most "
+        f"accurate other verifier of the option at that n (for its first row, the runner-up below), paired on "
+        f"{problems}, 95% t-interval"
+    )
+
+
 def _comparison_view(frame: pl.DataFrame) -> tuple[list[str], list[list[str]]]:
     headers = ["dataset", "small", "large", "large at its cheapest", "small beats it with", "FLOPs ×",
                "small overtakes at FLOPs", "small | large there", "ahead until"]  # fmt: skip
@@ -323,7 +369,9 @@ def to_markdown(report: Report, tables: list[str] | None = None) -> str:
         out.append("| " + " | ".join(headers) + " |")
         out.append("|" + "|".join("---" for _ in headers) + "|")
         for row in rows:
-            out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+            out.append("| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in row) + " |")
+        if note := view_note(report, name):
+            out.append(f"\n{note}")
         out.append("")
     return "\n".join(out)
 
@@ -335,7 +383,7 @@ def rich_tables(report: Report, tables: list[str] | None = None, width: int = 80
 
     out = []
     for name, (headers, rows) in display_views(report, tables).items():
-        out += fitted_tables(name, headers, rows, width=width, keys=VIEW_KEYS[name])
+        out += fitted_tables(name, headers, rows, width=width, keys=VIEW_KEYS[name], note=view_note(report, name))
     return out
 
 

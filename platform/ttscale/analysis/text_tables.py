@@ -55,13 +55,16 @@ def split_columns(widths: Sequence[int], keys: int, width: int) -> list[list[int
     return groups or [[]]
 
 
-def _table(title: str | None, headers: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[int], right: Collection[str]) -> Table:
+def _table(
+    title: str | None, headers: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[int], right: Collection[str], note: str | None = None
+) -> Table:
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
     table = Table(
         title=Text(title) if title else None,  # Text: data in titles never reaches rich's markup parser
+        caption=Text(note) if note else None, caption_justify="left",
         box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
     )  # fmt: skip
     for header, width in zip(headers, widths, strict=True):
@@ -117,10 +120,12 @@ def fitted_tables(
     width: int,
     keys: int = 1,
     right: Collection[str] = (),
+    note: str | None = None,
 ) -> list[Table]:
     """One table of `headers` and `rows` (strings) if it fits `width` columns, else several,
     each with the first `keys` columns and as many others as fit; titles say `(part i/k)`.
-    `right`: headers of right-aligned (numeric) columns."""
+    `right`: headers of right-aligned (numeric) columns; `note`: a line under the last part
+    (what its numbers are), wrapped to the table's width."""
     keys = min(keys, len(headers))
     # Split on the widths at which each header takes at most two lines: a part never crams
     # its headers into a tall stack of single words.
@@ -137,5 +142,5 @@ def fitted_tables(
         short = min(len(label or ""), width) - (sum(widths) + GAP * (len(widths) - 1))
         if short > 0:
             widths[-1] += short
-        tables.append(_table(label, part_headers, part_rows, widths, right))
+        tables.append(_table(label, part_headers, part_rows, widths, right, note if part == len(groups) else None))
     return tables

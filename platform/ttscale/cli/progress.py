@@ -27,6 +27,7 @@ from rich.markup import escape
 
 from ttscale.cli import terminal
 from ttscale.planning import PlannedCell, SweepPlan
+from ttscale.reward_model import short_name
 from ttscale.runner import ShardEvent
 
 STAGES = {"loading": "loading model", "searching": "searching", "stored": "stored", "skipped": "already stored", "cancelled": "cancelled"}
@@ -56,7 +57,7 @@ def cell_labels(cells: Sequence[PlannedCell]) -> list[str]:
     the cell id's first 8 characters if that still leaves two alike."""
     varying = [
         (name, get) for name, get in (
-            ("model", lambda c: c.model), ("verifier", lambda c: c.verifier or "-"),
+            ("model", lambda c: c.model), ("verifier", lambda c: short_name(c.verifier) if c.verifier else "-"),
             ("dataset", lambda c: c.dataset.label), ("seed", lambda c: c.seed),
         ) if len({get(p.cell) for p in cells}) > 1
     ]  # fmt: skip

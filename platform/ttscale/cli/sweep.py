@@ -34,7 +34,7 @@ from ttscale.planning import SweepPlan, check_sweep, plan_sweep
 from ttscale.redaction import redact_url
 from ttscale.results import read_results, summaries
 from ttscale.settings import Settings
-from ttscale.reward_model import pinned_name
+from ttscale.reward_model import pinned_name, short_names
 from ttscale.spec import SweepSpec, read_sweep_file
 from ttscale.sweep_state import SweepProgress
 
@@ -206,10 +206,11 @@ def print_plan(out, plan: SweepPlan) -> None:  # noqa: ANN001
     """The expanded grid: one row per cell, then the totals. (The strategy's parameters come
     last: the widest column, it gets a part of its own on a narrow terminal.)"""
     rows = []
+    shown = short_names(planned.cell.verifier for planned in plan.cells)  # the full names: `sweep validate`'s spec
     for planned in plan.cells:
         cell = planned.cell
         est = plan.estimates.get(planned.cell_id)
-        rows.append([planned.cell_id, cell.model, cell.strategy.name, cell.verifier or "-", cell.n, cell.dataset.label, cell.seed,
+        rows.append([planned.cell_id, cell.model, cell.strategy.name, shown.get(cell.verifier, "-"), cell.n, cell.dataset.label, cell.seed,
                      len(plan.problem_ids[planned.cell_id]), f"{est.n_generations:,}" if est else "0", f"{est.n_tokens:,}" if est else "0",
                      "yes" if planned.runs else f"served by {planned.source_cell_id}", _strategy_params(cell)])  # fmt: skip
     print_table(out, f"sweep {plan.spec.name!r}: {len(plan.cells)} cells",
@@ -228,10 +229,11 @@ def print_progress(out, progress: SweepProgress, *, table: bool = True) -> None:
     """Per-cell status and problems stored (the table), the counts and the tracking state."""
     if table:
         rows = []
+        shown = short_names(c.row["verifier"] for c in progress.cells)
         for c in progress.cells:
             done = f"{c.n_done}/{c.n_total}" + (f" (from {c.source_cell_id})" if c.source_cell_id else "")
             r = c.row
-            rows.append([c.cell_id, r["model"], r["strategy"], r["verifier"] or "-", r["n"], r["seed"], r["dataset"], c.status, done,
+            rows.append([c.cell_id, r["model"], r["strategy"], shown.get(r["verifier"], "-"), r["n"], r["seed"], r["dataset"], c.status, done,
                          r["mlflow_run_id"] or "-"])  # fmt: skip
         print_table(out, f"sweep {progress.sweep_id} {progress.sweep['name']!r}: {progress.status}",
                     ["cell", "model", "strategy", "verifier", "n", "seed", "dataset", "status", "problems", "mlflow run"], rows,
@@ -253,12 +255,13 @@ def print_results(out, engine: Engine, sweep_id: str) -> None:  # noqa: ANN001
         results = read_results(conn, store.read_cells(conn, sweep_id))
     got = summaries(results)
     rows = []
+    shown = short_names(results.cells["verifier"].to_list())
     for row in results.cells.sort("model", "strategy", "n", "seed").iter_rows(named=True):
         at_n = got.at(row["cell_id"], row["n"])
         totals = got.totals_of(row["cell_id"])
         # a cell with nothing stored (failed, cancelled) has null totals: shown as "-"
         tokens, flops, wall = (totals.get(k) for k in ("n_generated_tokens", "total_flops", "wall_time_s"))
-        rows.append([row["model"], row["strategy"], row["verifier"] or "-", row["n"], row["seed"], row["status"],
+        rows.append([row["model"], row["strategy"], shown.get(row["verifier"], "-"), row["n"], row["seed"], row["status"],
                      *(f"{at_n[m]:.3f}" if m in at_n else "-" for m in RESULT_METHODS),
                      "-" if tokens is None else f"{tokens:,.0f}", "-" if flops is None else f"{flops:.3g}",
                      "-" if wall is None else f"{wall:.1f}"])  # fmt: skip

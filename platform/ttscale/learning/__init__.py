@@ -8,7 +8,9 @@ trained on a frozen backbone's hidden states (the `learned:PATH` verifier).
 - `features`: hidden states at each step's end, each distinct solution encoded once, cached;
 - `head`: logistic regression or a one-hidden-layer MLP in numpy, and its metrics (`metrics`);
 - `training`: `train_verifier`, features → heads → the best on validation → a model folder;
-- `reward_model`: the model folder (config, head, metrics, card), its fingerprint and loading.
+- `reward_model`: the model folder (config, head, metrics, card), its fingerprint and loading;
+- `model_card`: a stored `learned:PATH@FINGERPRINT`'s metrics and data card, read for the
+  dashboard only under the model cache or `$TTSCALE_HOME` and only when the fingerprint matches.
 
 The store is read by the CLI (`ttscale learn dataset`); this package never imports it.
 """
