@@ -43,6 +43,8 @@ _POLICY = (
 
 
 def _traits(params) -> str:
+    if not params.selects_answers:
+        return "Traits: answers no problem (no verifier, no selection, no verdicts); not allowed in a sweep."
     needs = "needs a verifier" if params.needs_verifier else "a verifier is optional (used for weighted selection)"
     shares = (
         "smaller budgets are the first n candidates of the largest (one run serves every budget)"

@@ -41,10 +41,10 @@ MAX_POLICY_BYTES = 4 << 20
 Selection = Literal["naive", "weighted", "majority"]
 """The selection methods that pick an answer without the gold one (`analysis.verdicts.SELECTORS`)."""
 ChoiceStrategy = Annotated[
-    Union[tuple(p for p in ALL_PARAMS if not p.applies_policy)],  # noqa: UP007 - a runtime tuple of classes
+    Union[tuple(p for p in ALL_PARAMS if p.selects_answers and not p.applies_policy)],  # noqa: UP007 - a runtime tuple of classes
     Field(discriminator="name"),
 ]
-"""The parameters of any strategy a policy may choose (not one that applies a policy itself)."""
+"""The parameters of any strategy a policy may choose (one that answers problems and applies no policy itself)."""
 
 
 class ScoreBin(Config):

@@ -21,6 +21,7 @@ from ttscale.analysis.learned_policy import learn_policy
 from ttscale.analysis.report import Report, build_report
 from ttscale.errors import SpecError
 from ttscale.policy import Policy
+from ttscale.strategy_params import ANSWERING
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,27 @@ def read_results(conn: Connection, cells: pl.DataFrame, *, with_sources: bool = 
     )
 
 
+def compared(results: StoredResults) -> StoredResults:
+    """Only the cells of strategies that answer problems (`StrategyParams.selects_answers`):
+    roll-out cells, which label stored steps, are no option to compare. SpecError if none is left."""
+    kept = results.cells.filter(pl.col("strategy").is_in(sorted(ANSWERING)))
+    if kept.height == results.cells.height:
+        return results
+    if kept.height == 0:
+        raise SpecError("SWEEP_OR_CELL: roll-out cells label stored steps (`ttscale learn dataset`); they answer no problem to compare")
+    ids = kept["cell_id"].to_list()
+    return replace(
+        results, cells=kept, candidates=results.candidates.filter(pl.col("cell_id").is_in(ids)),
+        runs=results.runs.filter(pl.col("cell_id").is_in(ids)),
+    )  # fmt: skip
+
+
 def report(results: StoredResults, **options: object) -> Report:
-    """`analysis.build_report` over the generating cells (served cells are their sources' prefixes)."""
+    """`analysis.build_report` over the generating cells (served cells are their sources' prefixes)
+    of the strategies that answer problems (`compared`)."""
     if results.candidates.height == 0:
         raise SpecError("SWEEP_OR_CELL: no stored candidates yet")
+    results = compared(results)
     built = build_report(results.generating, results.candidates, results.runs, results.problems, **options)
     return built if results.verdicts is None else replace(built, agreement=agreement(results.verdicts))
 
@@ -93,6 +111,7 @@ def policy(results: StoredResults, *, sweep: dict | None, code_version: str, **o
     policy of one model and dataset (`options`: model, dataset, n_bins)."""
     if results.candidates.height == 0:
         raise SpecError("SWEEP_OR_CELL: no stored candidates yet")
+    results = compared(results)
     return learn_policy(results.generating, results.candidates, results.runs, code_version=code_version, sweep=sweep, **options)
 
 

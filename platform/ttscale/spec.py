@@ -109,6 +109,8 @@ class CellSpec(Config):
             raise ValueError(f"n: {error}")
         if self.strategy.needs_verifier and self.verifier is None:
             raise ValueError(f"verifier: strategy {self.strategy.name} needs a verifier")
+        if not self.strategy.selects_answers and self.verifier is not None:
+            raise ValueError(f"verifier: strategy {self.strategy.name} scores nothing, got {self.verifier!r}")
         error = policy_error(self.strategy, "strategy.policy", model=self.model, verifier=self.verifier, aggregation=self.aggregation, n=self.n)
         if error:
             raise ValueError(error)
@@ -197,6 +199,8 @@ class SweepSpec(Config):
         if len({d.model_dump_json() for d in self.datasets}) != len(self.datasets):
             raise ValueError("datasets: duplicate entries")
         for i, strat in enumerate(self.strategies):
+            if not strat.selects_answers:
+                raise ValueError(f"strategies[{i}]: {strat.name} cells are made by `ttscale learn dataset --rollouts`, not by a sweep")
             m = getattr(strat, "beam_width", None)
             bad = [n for n in self.budgets if strat.budget_error(n)]
             if bad and m is not None and bad[0] % m:

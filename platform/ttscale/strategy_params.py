@@ -76,6 +76,10 @@ class StrategyParams(Config):
     independent_samples: ClassVar[bool] = False
     """Its candidates are whole solutions sampled independently with the cell's settings, so any
     such samples (an adaptive cell's probes) can stand for its first candidates."""
+    selects_answers: ClassVar[bool] = True
+    """Its cells answer problems: a sweep, `ttscale run`, the serving endpoint and a policy may run
+    it, and reports compare its verdicts. False for `rollout`, whose cells continue stored step
+    prefixes only to label them (`ttscale learn dataset --rollouts`)."""
 
     def budget_error(self, n: int) -> str | None:
         """Why budget `n` cannot run this strategy (a message naming the field), or None."""
@@ -241,11 +245,58 @@ class AdaptiveParams(StrategyParams):
         return {**super().shown_params(), "policy": digest}
 
 
+class RolloutParams(StrategyParams):
+    """Roll-outs for step labels (Math-Shepherd, Wang et al. 2024, §3.3): N whole continuations of
+    each given step prefix, each graded as a candidate. Cells of it are made by `ttscale learn
+    dataset --rollouts N` from stored trees (docs/learning.md), never written in a sweep."""
+
+    name: Literal["rollout"] = "rollout"
+    selects_answers: ClassVar[bool] = False
+    summary: ClassVar[str] = "N continuations of stored step prefixes, graded to label them (made by `ttscale learn dataset --rollouts`)"
+    prefixes: dict[str, tuple[tuple[str, ...], ...]] = Field(min_length=1)
+    """Per problem id, the step prefixes to continue, each its steps root first, as the verifiers
+    split a solution (stripped, no blank line inside)."""
+
+    @model_validator(mode="after")
+    def _steps_as_split(self) -> RolloutParams:
+        for problem_id, prefixes in self.prefixes.items():
+            where = f"prefixes[{problem_id!r}]"
+            if not prefixes:
+                raise ValueError(f"{where}: give at least one prefix")
+            if len(set(prefixes)) != len(prefixes):
+                raise ValueError(f"{where}: duplicate prefixes")
+            for i, steps in enumerate(prefixes):
+                if not steps:
+                    raise ValueError(f"{where}[{i}]: a prefix needs at least one step")
+                # Labels key a prefix by its steps as `verifiers.base.split_steps` gives them
+                # (split on blank lines, stripped): any other step could never meet its row.
+                bad = [s for s in steps if not s or s != s.strip() or "\n\n" in s]
+                if bad:
+                    raise ValueError(f"{where}[{i}]: every step must be non-empty, stripped and without a blank line, got {bad[0]!r}")
+        return self
+
+    def judged_budgets(self, n: int, *, every_power_of_two: bool = False) -> list[int]:
+        """None: a problem's roll-outs continue different prefixes, no selection among them is judged."""
+        return []
+
+    def estimate(self, n: int, sampling: Sampling) -> tuple[int, int]:
+        """N whole continuations of each prefix of the problem with the most prefixes."""
+        most = max(len(p) for p in self.prefixes.values())
+        return n * most, n * most * sampling.max_tokens
+
+    def shown_params(self) -> dict[str, Any]:
+        """The prefixes counted, not shown."""
+        return {"n_prefixes": sum(len(p) for p in self.prefixes.values())}
+
+
 ALL_PARAMS: tuple[type[StrategyParams], ...] = (
     MajorityParams, BestOfNParams, BeamSearchParams, DVTSParams, SelfRefineParams, ParticleFilteringParams, AdaptiveParams,
+    RolloutParams,
 )  # fmt: skip
 """Every strategy's parameter model; `spec.StrategySpec` is their union, picked by `name`."""
 PARAMS_BY_NAME: dict[str, type[StrategyParams]] = {p.model_fields["name"].default: p for p in ALL_PARAMS}
 STRATEGY_NAMES: tuple[str, ...] = tuple(PARAMS_BY_NAME)
 PREFIX_SHARING = frozenset(name for name, p in PARAMS_BY_NAME.items() if p.shares_prefix)
 """Names of the strategies whose budgets share a run (`StrategyParams.shares_prefix`)."""
+ANSWERING = frozenset(name for name, p in PARAMS_BY_NAME.items() if p.selects_answers)
+"""Names of the strategies whose cells answer problems (`StrategyParams.selects_answers`): all but `rollout`."""

@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-NodeKind = Literal["step", "completion", "revision"]
+NodeKind = Literal["step", "completion", "revision", "prefix"]
+"""`prefix`: given text a roll-out continues (`strategies.rollout`), not generated: no tokens."""
 FinishReason = Literal["step", "eos", "length"]
 
 

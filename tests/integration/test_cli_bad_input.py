@@ -17,7 +17,7 @@ def home(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--strategy", "beamsearch"], "--strategy: unknown strategy 'beamsearch' (did you mean 'beam_search'?); allowed: adaptive, beam_search, best_of_n, dvts, majority, particle_filtering, self_refine"),
+        (["--strategy", "beamsearch"], "--strategy: unknown strategy 'beamsearch' (did you mean 'beam_search'?); allowed: adaptive, beam_search, best_of_n, dvts, majority, particle_filtering, rollout, self_refine"),
         (["--strategy", "dvts", "--n", "6", "--verifier", "arithmetic"], "--n: must be a multiple of dvts.beam_width=4, got 6"),
         (["--strategy", "beam_search", "--n", "4"], "--verifier: strategy beam_search needs a verifier"),
         (["--verifier", "arithmetc"], "verifier: unknown verifier 'arithmetc' (did you mean 'arithmetic'?)"),

@@ -10,15 +10,18 @@ from ttscale.learning.labels import STEP_SCHEMA, step_rows
 from ttscale.learning.split import DEFAULT_FRACTIONS, SPLITS, check_fractions, split_of
 
 
-def frames(trees: dict, *, models: dict[str, str] | None = None, served: dict[str, str] | None = None):
+def frames(trees: dict, *, models: dict[str, str] | None = None, served: dict[str, str] | None = None,
+           strategies: dict[str, str] | None = None):  # fmt: skip
     """Store-shaped frames from {cell_id: {problem_id: (nodes, candidates)}}; nodes are
     (node_id, parent, kind, text), candidates (idx, leaf, text, correct)."""
     models = models or {}
     served = served or {}
+    strategies = strategies or {}
     cells = pl.DataFrame(
-        {"cell_id": list(trees), "model": [models.get(c, "m") for c in trees], "source_cell_id": [served.get(c) for c in trees]},
-        schema={"cell_id": pl.String, "model": pl.String, "source_cell_id": pl.String},
-    )
+        {"cell_id": list(trees), "model": [models.get(c, "m") for c in trees], "strategy": [strategies.get(c, "beam_search") for c in trees],
+         "source_cell_id": [served.get(c) for c in trees]},
+        schema={"cell_id": pl.String, "model": pl.String, "strategy": pl.String, "source_cell_id": pl.String},
+    )  # fmt: skip
     runs, nodes, cands, problems = [], [], [], {}
     for cell, by_problem in trees.items():
         for pid, (ns, cs) in by_problem.items():

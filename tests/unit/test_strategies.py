@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.scripted import context, problems
-from ttscale.strategy_params import BeamSearchParams, BestOfNParams, DVTSParams, MajorityParams, SelfRefineParams
+from ttscale.strategy_params import BeamSearchParams, BestOfNParams, DVTSParams, MajorityParams, RolloutParams, SelfRefineParams
 from ttscale.strategies import load_strategy
 from ttscale.tree import check_tree
 
@@ -126,3 +126,24 @@ def test_verifier_scores_each_prefix_once():
 def test_a_strategy_refuses_another_strategys_parameters():
     with pytest.raises(TypeError, match="strategy best_of_n needs BestOfNParams, got MajorityParams"):
         run("best_of_n", MajorityParams(), 2)
+
+
+def test_rollout_continues_every_prefix_of_every_problem_in_one_call():
+    prefixes = {"p0": (("step 0 sample 5: 0 + 5 = 5",), ("a", "b")), "p2": (("c",),)}
+    results, ctx = run("rollout", RolloutParams(prefixes=prefixes), 3, count=3, verifier=False)
+    assert ctx.policy.calls == [(3, 3)]  # three prefixes × n=3, one batched call; p1 has none
+    assert [len(r.candidates) for r in results] == [6, 0, 3] and results[1].nodes == []
+    for r in results:
+        roots = [x for x in r.nodes if x.kind == "prefix"]
+        assert all(x.n_generated_tokens == 0 and x.parent is None for x in roots)  # given text, nothing generated
+        for c in r.candidates:
+            prefix, leaf = r.path(c.leaf)
+            assert prefix.kind == "prefix" and leaf.kind == "completion" and c.text == prefix.text + leaf.text
+            assert c.n_generated_tokens == leaf.n_generated_tokens > 0 and c.n_prompt_tokens == leaf.n_prompt_tokens > 0
+            assert c.score is None and c.step_scores == ()
+        assert r.n_generated_tokens == sum(c.n_generated_tokens for c in r.candidates)
+    texts = [c.text for c in results[0].candidates]
+    assert texts[0].startswith("step 0 sample 5: 0 + 5 = 5\n\nstep 1 sample 0") and texts[3].startswith("a\n\nb\n\nstep 2 sample")
+    # a prompt is charged once per request (one per prefix), as any strategy's
+    first, second = results[0].candidates[0], results[0].candidates[3]
+    assert results[0].n_policy_calls == 2 and results[0].n_prompt_tokens == first.n_prompt_tokens + second.n_prompt_tokens

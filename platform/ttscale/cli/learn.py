@@ -3,7 +3,9 @@
 - `dataset SWEEP_OR_CELL... --out DIR`: every step prefix of the stored search trees of those
   sweeps or cells, labelled from the candidates below it (`learning.labels`), split by problem
   (`learning.split`), as `DIR/steps.parquet` with its card (`card.json`, `card.md`) and the
-  test split's problems (`test_problems.jsonl`).
+  test split's problems (`test_problems.jsonl`). With `--rollouts N`, prefixes with too few
+  candidates below first get N continuations each (`learning.rollout_plan`), sampled, charged and
+  stored as roll-out cells (`ttscale.rollouts`); what engines print then goes to the log file.
 - `train DIR --out MODEL_DIR`: a reward head on the bundled model's hidden states
   (`learning.training`); prints the verifier name to use: `learned:MODEL_DIR@FINGERPRINT`.
   What transformers and torch print goes to the command's log file (`terminal.to_log_file`).
@@ -16,11 +18,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
 import polars as pl
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -28,11 +32,16 @@ from ttscale import results, store
 from ttscale.cli import terminal
 from ttscale.cli.context import DB_HELP, console, settings_for
 from ttscale.errors import SpecError
-from ttscale.learning.dataset import build_card, write_dataset
-from ttscale.learning.labels import step_rows
+from ttscale.learning.dataset import build_card, rollout_card, short_of, write_dataset
+from ttscale.learning.labels import ROLLOUT, step_rows
+from ttscale.learning.rollout_plan import RolloutCell, RolloutOptions, eligible_prefixes, plan_rollouts, rollout_options
 from ttscale.learning.split import DEFAULT_FRACTIONS, check_fractions
 from ttscale.learning.training import DEFAULT_LAYERS, TrainOptions, check_training, train_verifier
 from ttscale.reward_model import FINGERPRINT_FILES
+from ttscale.rollouts import check_rollouts, run_rollouts
+from ttscale.runner import ShardReport
+from ttscale.settings import Settings
+from ttscale.store import Engine
 
 STAGES = {"features": "encoding solutions", "heads": "fitting heads"}
 
@@ -61,35 +70,66 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Dataset folder to write (steps.parquet, card.json, card.md, test_problems.jsonl, stepwise.parquet)"),
         split: str = typer.Option(",".join(f"{f:g}" for f in DEFAULT_FRACTIONS), help="Train,validation,test shares of problems"),
         salt: str = typer.Option("", help="Salt of the problem-id hash that splits (another salt, another split)"),
+        rollouts: int = typer.Option(0, "--rollouts", help="N continuations sampled (on the cells' own policy, stored as roll-out cells) from each step prefix with fewer than --min-candidates graded candidates below; 0: none"),
+        min_candidates: Optional[int] = typer.Option(None, "--min-candidates", help="K: prefixes with fewer graded candidates below get roll-outs (default 1: only those with none)"),
+        max_rollout_prefixes: Optional[int] = typer.Option(None, "--max-rollout-prefixes", help="At most this many prefixes get roll-outs, fewest candidates first (default: all)"),
         db: Optional[str] = typer.Option(None, help=DB_HELP),
     ) -> None:
         """Build a step-level dataset from stored search trees (labels from the candidates below each step)."""
         fractions = _floats(split, "--split")
         if error := check_fractions(fractions):
             raise SpecError(f"--split: {error}")
-        with store.opened(settings_for(db).database_url, create_embedded=False) as engine, store.connect(engine) as conn:
-            cells = pl.concat([results.resolve_cells(conn, t) for t in targets]).unique("cell_id", keep="first", maintain_order=True)
-            stored = results.read_results(conn, cells)
-            generating = stored.generating["cell_id"].to_list()
-            candidates = store.read_candidates(conn, generating, with_text=True)
-            nodes = store.read_nodes_of_cells(conn, generating)
-            code = store.code_version()
-        if candidates.is_empty():
-            raise SpecError(f"SWEEP_OR_CELL: {', '.join(targets)} has no stored candidates yet")
+        options = rollout_options(rollouts, min_candidates, max_rollout_prefixes)
+        settings = settings_for(db)
+        out_console = console()
+        with store.opened(settings.database_url, create_embedded=False) as engine:
+            with store.connect(engine) as conn:
+                cells = pl.concat([results.resolve_cells(conn, t) for t in targets]).unique("cell_id", keep="first", maintain_order=True)
+                stored = results.read_results(conn, cells)
+                generating = stored.generating["cell_id"].to_list()
+                candidates = store.read_candidates(conn, generating, with_text=True)
+                nodes = store.read_nodes_of_cells(conn, generating)
+                code = store.code_version()
+            if candidates.is_empty():
+                raise SpecError(f"SWEEP_OR_CELL: {', '.join(targets)} has no stored candidates yet")
+            source_cells = stored.generating
+            spent = None
+            if options.n:
+                spent = _spend_rollouts(engine, settings, options, stored, candidates, nodes, out_console)
+                # A roll-out cell may be a target too (named by id): each row once.
+                stored = replace(
+                    stored, cells=pl.concat([stored.cells, spent.cells]).unique("cell_id", maintain_order=True),
+                    runs=pl.concat([stored.runs, spent.runs]).unique(["cell_id", "problem_id"], maintain_order=True),
+                    problems=pl.concat([stored.problems, spent.problems]).unique(["dataset", "problem_id"], maintain_order=True),
+                )  # fmt: skip
+                candidates = pl.concat([candidates, spent.candidates]).unique(["cell_id", "problem_id", "idx"], maintain_order=True)
         rows = step_rows(stored.cells, stored.runs, stored.problems, candidates, nodes, fractions=fractions, split_salt=salt)
+        rollout_entry = None
+        if spent is not None:
+            rollout_entry = rollout_card(
+                options, n_eligible=spent.n_eligible, planned=spent.planned, stored=spent.cells, candidates=spent.candidates,
+                n_sampled=[r.n_written for r in spent.reports], rows=rows,
+            )  # fmt: skip
         card = build_card(
-            rows, stored.generating, targets=targets, n_nodes=nodes.height, n_candidates=candidates.filter(pl.col("correct").is_not_null()).height,
+            rows, source_cells, targets=targets, n_nodes=nodes.height,
+            n_candidates=candidates.filter(pl.col("correct").is_not_null() & pl.col("cell_id").is_in(source_cells["cell_id"].to_list())).height,
             fractions=fractions, salt=salt, created_at=f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC", code_version=code,
+            rollouts=rollout_entry,
         )  # fmt: skip
         paths = write_dataset(out, rows, card, stored.problems)
         b = card["balance"]
-        out_console = console()
         out_console.print(escape(
             f"{card['n_rows']:,} step prefixes from {len(card['cells'])} cells ({card['n_nodes']:,} nodes, "
             f"{card['n_candidates']:,} candidates); {b['labelled']:,} labelled, hard positive share {b['hard_positive_share']}, "
             f"soft mean {b['soft_mean']}; split "
             + ", ".join(f"{name} {s['problems'] if s['labelled'] else 0} problems / {s['labelled']} steps" for name, s in card["splits"].items())
         ))  # fmt: skip
+        if rollout_entry is not None:
+            out_console.print(escape(
+                f"roll-outs: {rollout_entry['n_prefixes_labelled']:,} of {rollout_entry['n_prefixes']:,} prefixes continued now labelled; "
+                f"{rollout_entry['n_rows_with_rollouts']:,} rows with roll-outs, {rollout_entry['n_rows_labelled_by_rollouts_alone']:,} "
+                f"labelled by them alone; {card['n_nodes_unlabelled']:,} nodes left with no candidate below"
+            ))  # fmt: skip
         for path in paths:
             out_console.print(escape(str(path)), soft_wrap=True)
 
@@ -132,6 +172,52 @@ def register(app: typer.Typer) -> None:
                     f"{s['final_auc_within']}), Brier {s['brier']}, ECE {s['ece']}"
                 ))  # fmt: skip
         out_console.print(escape(f"verifier: {report.verifier_name}"), soft_wrap=True)  # one line, whatever its length: scripts read it
+
+
+@dataclass(frozen=True)
+class SpentRollouts:
+    """What `_spend_rollouts` planned and ran, and the roll-out cells' stored frames."""
+
+    n_eligible: int
+    planned: list[RolloutCell]
+    reports: list[ShardReport]
+    cells: pl.DataFrame
+    runs: pl.DataFrame
+    problems: pl.DataFrame
+    candidates: pl.DataFrame
+
+
+def _spend_rollouts(engine: Engine, settings: Settings, options: RolloutOptions, stored: results.StoredResults,
+                    candidates: pl.DataFrame, nodes: pl.DataFrame, out: Console) -> SpentRollouts:  # fmt: skip
+    """Plan roll-outs from the searched cells' rows (never from roll-out cells: a rerun plans the
+    same cells), run them (checked first; what is stored is skipped) and read them back."""
+    searched = stored.cells.filter(pl.col("strategy") != ROLLOUT)
+    basis = step_rows(searched, stored.runs, stored.problems, candidates, nodes, with_cells=True)
+    eligible = eligible_prefixes(basis, options.min_candidates)
+    chosen = eligible if options.max_prefixes is None else eligible.head(options.max_prefixes)
+    planned = plan_rollouts(chosen, searched, options.n)
+    check_rollouts(planned, settings)  # every roll-out cell can run before any does
+    if planned:
+        terminal.to_log_file(settings.home, "learn-dataset")  # before an engine loads
+    out.print(escape(
+        f"roll-outs: {options.n} continuations of {chosen.height:,} of {eligible.height:,} step prefixes "
+        f"{short_of(options.min_candidates)}, in {len(planned)} cells"
+    ))  # fmt: skip
+    reports = run_rollouts(engine, planned, settings)
+    ids = [p.cell.cell_id for p in planned]
+    with store.connect(engine) as conn:
+        spent = SpentRollouts(
+            eligible.height, planned, reports, store.read_cells(conn, cell_ids=ids), store.read_problem_runs(conn, ids),
+            store.read_problems_of_cells(conn, ids), store.read_candidates(conn, ids, with_text=True),
+        )  # fmt: skip
+    for p, report in zip(planned, reports, strict=True):
+        row = spent.cells.filter(pl.col("cell_id") == p.cell.cell_id).row(0, named=True)
+        how = f"sampled {report.n_written} problems" if report.n_written else "already stored"
+        out.print(escape(
+            f"roll-out cell {p.cell.cell_id} ({p.n_prefixes:,} prefixes × {options.n} from {', '.join(p.source_cell_ids)}): {how}; "
+            f"{row['n_generated_tokens'] or 0:,} generated tokens, {row['policy_flops']:.3g} policy FLOPs"
+        ), soft_wrap=True)  # fmt: skip
+    return spent
 
 
 class TrainingProgress:

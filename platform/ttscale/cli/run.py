@@ -86,6 +86,8 @@ def build_cell(*, model, dataset, limit, levels, strategy, n, strategy_options, 
     if strategy not in PARAMS_BY_NAME:
         strategy_names()
         raise SpecError(STRATEGIES.unknown_message(strategy, "--strategy"))
+    if not PARAMS_BY_NAME[strategy].selects_answers:
+        raise SpecError(f"--strategy: {strategy} cells are made by `ttscale learn dataset --rollouts`, not run alone")
     fields = PARAMS_BY_NAME[strategy].model_fields
     for key in strategy_options:
         if key not in fields:

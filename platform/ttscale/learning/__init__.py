@@ -3,6 +3,8 @@ trained on a frozen backbone's hidden states (the `learned:PATH` verifier).
 
 - `labels`: each step prefix of each stored tree, labelled from the candidates below it
   (Math-Shepherd's hard and soft estimates), from frames the store's readers return (pure);
+- `rollout_plan`: which step prefixes get roll-outs (too few candidates below) and the `rollout`
+  cells that sample them with their source cells' settings (pure; `ttscale.rollouts` runs them);
 - `split`: train/validation/test by a stable hash of the problem id (pure);
 - `dataset`: the step dataset as Parquet plus its card, written and read back;
 - `features`: hidden states at each step's end, each distinct solution encoded once, cached;

@@ -11,10 +11,15 @@ see them (`split_steps`). Two sources feed them:
 
 - every node of a search tree (`step` and `completion` nodes): its path root → node, split
   into steps, labelled from the candidates whose leaf lies in its subtree — a pruned node with
-  no candidate below it gets no label (`n_candidates` 0; roll-outs would label it);
+  no candidate below it gets no label (`n_candidates` 0) unless roll-outs are spent on it;
 - every prefix of every candidate: Best-of-N trees are single nodes holding whole completions,
   so a completion of k steps gives k prefixes, each labelled from all candidates sharing
   exactly that prefix (for a one-step prefix of a short arithmetic problem, often several).
+
+Roll-out cells (strategy `rollout`, `learning.rollout_plan`) add candidates only: each is a
+prefix and its continuation, so it labels that prefix and every prefix of it through the second
+source; their trees add no nodes (a `prefix` node is no step the policy wrote). A row counts its
+roll-out candidates apart (`n_rollout_candidates`).
 
 A prefix reached twice — by a node and by its candidates' prefixes, by two cells of the same
 model, by two samples that agree — is one row pooling its candidates (each counted once), as
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from ttscale.learning.split import DEFAULT_FRACTIONS, split_of
+from ttscale.strategy_params import RolloutParams
 from ttscale.verifiers.base import split_steps
 
 STEP_SCHEMA = {
@@ -47,16 +53,22 @@ STEP_SCHEMA = {
     "n_nodes": pl.Int64,
     "is_final": pl.Boolean,
     "n_cells": pl.Int64,
+    "n_rollout_candidates": pl.Int64,
 }
 """One row per step prefix. `steps`: the prefix, root first; `n_candidates`/`n_correct`: the
 graded candidates below it (0: unlabelled, labels null); `n_nodes`: stored tree nodes ending
 exactly there; `is_final`: a candidate ends there (its last step); `n_cells`: cells whose trees
-reach it."""
+reach it; `n_rollout_candidates`: of `n_candidates`, those of roll-out cells (equal: labelled by
+roll-outs alone)."""
+
+ROLLOUT = RolloutParams.model_fields["name"].default
+"""The strategy of roll-out cells: candidates only, no tree nodes to label."""
 
 
 @dataclass
 class _Prefix:
-    candidates: set[tuple[str, int]] = field(default_factory=set)
+    candidates: set[tuple[str, str, int]] = field(default_factory=set)
+    """(cell_id, problem_id, idx) of each graded candidate below."""
     cells: set[str] = field(default_factory=set)
     n_nodes: int = 0
     is_final: bool = False
@@ -72,10 +84,12 @@ def step_rows(
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
     split_salt: str = "",
     split: Callable[[str], str] | None = None,
+    with_cells: bool = False,
 ) -> pl.DataFrame:
-    """The step dataset (`STEP_SCHEMA`) of the generating cells in `cells`.
+    """The step dataset (`STEP_SCHEMA`) of the generating cells in `cells`; `with_cells` adds
+    `cell_ids`, the sorted ids of the cells reaching each row (what roll-outs are planned from).
 
-    Frames as the store's readers return them: `cells` (cell_id, model, source_cell_id),
+    Frames as the store's readers return them: `cells` (cell_id, model, strategy, source_cell_id),
     `runs` (cell_id, problem_id, dataset), `problems` (dataset, problem_id, text),
     `candidates` with text (cell_id, problem_id, idx, text, correct, leaf_node), `nodes`
     (cell_id, problem_id, node_id, parent_id, kind, text). Candidates without a grade are left out.
@@ -83,11 +97,12 @@ def step_rows(
     split = split or (lambda pid: split_of(pid, fractions, split_salt))
     generating = cells.filter(pl.col("source_cell_id").is_null())
     model_of = dict(zip(generating["cell_id"].to_list(), generating["model"].to_list(), strict=True))
+    rolled = set(generating.filter(pl.col("strategy") == ROLLOUT)["cell_id"].to_list())
     dataset_of = {(r["cell_id"], r["problem_id"]): r["dataset"] for r in runs.select("cell_id", "problem_id", "dataset").iter_rows(named=True)}
     text_of = {(r["dataset"], r["problem_id"]): r["text"] for r in problems.select("dataset", "problem_id", "text").iter_rows(named=True)}
 
     prefixes: dict[tuple[str, str, str, tuple[str, ...]], _Prefix] = {}
-    correct: dict[tuple[str, int], bool] = {}
+    correct: dict[tuple[str, str, int], bool] = {}
 
     def entry(cell_id: str, problem_id: str, steps: tuple[str, ...]) -> _Prefix:
         key = (model_of[cell_id], dataset_of[(cell_id, problem_id)], problem_id, steps)
@@ -98,13 +113,13 @@ def step_rows(
         return found
 
     cands = candidates.filter(pl.col("cell_id").is_in(list(model_of)) & pl.col("correct").is_not_null())
-    below: dict[tuple[str, str, int], set[tuple[str, int]]] = {}
+    below: dict[tuple[str, str, int], set[tuple[str, str, int]]] = {}
     parents = {
         (r["cell_id"], r["problem_id"], r["node_id"]): r["parent_id"]
         for r in nodes.select("cell_id", "problem_id", "node_id", "parent_id").iter_rows(named=True)
     }
     for r in cands.select("cell_id", "problem_id", "idx", "text", "correct", "leaf_node").iter_rows(named=True):
-        ident = (r["cell_id"] + "\0" + r["problem_id"], r["idx"])
+        ident = (r["cell_id"], r["problem_id"], r["idx"])
         correct[ident] = bool(r["correct"])
         steps = tuple(split_steps(r["text"]))
         for k in range(1, len(steps) + 1):
@@ -117,7 +132,8 @@ def step_rows(
             node = parents.get((r["cell_id"], r["problem_id"], node))
 
     path_text: dict[tuple[str, str, int], str] = {}
-    tree_nodes = nodes.filter(pl.col("cell_id").is_in(list(model_of)) & pl.col("kind").is_in(["step", "completion"]))
+    searched = [cell for cell in model_of if cell not in rolled]
+    tree_nodes = nodes.filter(pl.col("cell_id").is_in(searched) & pl.col("kind").is_in(["step", "completion"]))
     for r in tree_nodes.select("cell_id", "problem_id", "node_id", "parent_id", "text").sort("cell_id", "problem_id", "node_id").iter_rows(named=True):
         key = (r["cell_id"], r["problem_id"], r["node_id"])
         parent = r["parent_id"]
@@ -139,8 +155,12 @@ def step_rows(
             "problem": text_of.get((dataset, problem_id), ""), "steps": list(steps), "n_steps": len(steps),
             "label_hard": c > 0 if n else None, "label_soft": c / n if n else None,
             "n_candidates": n, "n_correct": c, "n_nodes": p.n_nodes, "is_final": p.is_final, "n_cells": len(p.cells),
+            "n_rollout_candidates": sum(cell in rolled for cell, _, _ in p.candidates), "cell_ids": sorted(p.cells),
         })  # fmt: skip
-    frame = pl.DataFrame(rows, schema=STEP_SCHEMA) if rows else pl.DataFrame(schema=STEP_SCHEMA)
+    schema = STEP_SCHEMA | {"cell_ids": pl.List(pl.String)}
+    frame = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+    if not with_cells:
+        frame = frame.drop("cell_ids")
     return frame.sort("dataset", "problem_id", "model", "n_steps", pl.col("steps").list.join("\n\n"), maintain_order=True)
 
 

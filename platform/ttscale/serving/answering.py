@@ -145,6 +145,8 @@ class Answerer:
         name = opts.strategy or ADAPTIVE
         if name not in STRATEGY_NAMES:
             raise RequestError(STRATEGIES.unknown_message(name, "ttscale.strategy"), code="unknown_strategy", param="ttscale.strategy")
+        if not PARAMS_BY_NAME[name].selects_answers:
+            raise RequestError(f"ttscale.strategy: {name} answers no problem (it labels stored steps)", param="ttscale.strategy")
         params: dict[str, Any] = dict(opts.params)
         for key in ("name", "policy"):
             if key in params:
@@ -238,7 +240,7 @@ class Answerer:
         info = {
             "policy_id": self.policy.policy_id, "budgets": list(self.policy.budgets), "n": self.options.n, "max_n": self.options.max_n,
             "verifier": predictor.verifier, "aggregation": predictor.aggregation, "probes": self.options.probes,
-            "max_tokens": self.options.sampling.max_tokens, "strategies": list(STRATEGY_NAMES),
+            "max_tokens": self.options.sampling.max_tokens, "strategies": [s for s in STRATEGY_NAMES if PARAMS_BY_NAME[s].selects_answers],
         }  # fmt: skip
         return {"object": "list", "data": [{"id": self.model, "object": "model", "created": self.started, "owned_by": "ttscale", "ttscale": info}]}
 
