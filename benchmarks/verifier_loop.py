@@ -1,6 +1,6 @@
 """Search, then learn, measured: a verifier trained on stored search trees, against the others.
 
-    .venv/bin/python benchmarks/verifier_loop.py [--train-problems 24] [--eval-problems 24] [--smoke] [--no-record]
+    .venv/bin/python benchmarks/verifier_loop.py [--train-problems 24] [--eval-problems 24] [--rollouts N] [--smoke] [--no-record]
 
 The sequence of docs/learning.md, each step a `ttscale` command in a fresh TTSCALE_HOME (the
 converted model shared through TTSCALE_MODEL_CACHE), timed:
@@ -13,6 +13,9 @@ converted model shared through TTSCALE_MODEL_CACHE), timed:
 4. `ttscale sweep run` — held-out problems (dataset seed 1: other problem ids, the training
    problems' texts counted where they recur), the same grid with `learned:MODEL@FINGERPRINT`
    beside `self` and `arith_chain`;
+   With `--rollouts N`: 2b. `ttscale learn dataset --rollouts N --max-rollout-prefixes M` labels
+   pruned steps from N continuations each (stored as a `rollout` cell), 3b. a second head is
+   trained on that dataset, and step 4 runs both learned verifiers;
 5. `ttscale report ... --table verifier_gain --table verifiers` (each verifier's paired gain over
    the best other at equal n, each verifier's AUC) and the figures below, read from the store: per
    strategy and verifier at N=8, weighted, naive and majority accuracy with 95% Wilson
@@ -87,19 +90,17 @@ def figures(url: str, sweep: str, train_texts: set[str]) -> dict:
         })  # fmt: skip
     paired = []
     learned = [v for v in cells["verifier"].unique().to_list() if v and v.startswith("learned:")]
-    for strategy in sorted(set(cells["strategy"])):
+    for strategy, mine_learned in ((s, v) for s in sorted(set(cells["strategy"])) for v in sorted(learned)):
         mine = per_problem.filter(pl.col("strategy") == strategy)
-        if not learned:
-            break
-        base = mine.filter(pl.col("verifier") == learned[0]).select("problem_id", pl.col("correct").alias("_learned"))
-        for other in sorted(v for v in set(mine["verifier"]) if v != learned[0]):
+        base = mine.filter(pl.col("verifier") == mine_learned).select("problem_id", pl.col("correct").alias("_learned"))
+        for other in sorted(v for v in set(mine["verifier"]) if v != mine_learned):
             joined = mine.filter(pl.col("verifier") == other).join(base, on="problem_id")
             d = (joined["_learned"] - joined["correct"]).to_list()
             if len(d) > 1:
                 mean = sum(d) / len(d)
                 sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
                 half = 1.96 * sd / math.sqrt(len(d))
-                paired.append({"strategy": strategy, "other": other, "diff": mean, "low": mean - half, "high": mean + half, "k": len(d)})
+                paired.append({"strategy": strategy, "learned": mine_learned, "other": other, "diff": mean, "low": mean - half, "high": mean + half, "k": len(d)})
     problems = loaded.problems["text"].to_list()
     return {"rows": rows, "paired": paired, "n_problems": loaded.problems.height,
             "recurring_texts": sum(t in train_texts for t in problems), "n": n_max}  # fmt: skip
@@ -112,7 +113,9 @@ def fmt_acc(r: dict | None) -> str:
 
 
 def short(verifier: str | None) -> str:
-    return "learned" if verifier and verifier.startswith("learned:") else str(verifier)
+    from ttscale.reward_model import short_name
+
+    return short_name(verifier) if verifier else str(verifier)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -123,6 +126,10 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--n", type=int, default=8, help="N of Best-of-N and beam search (a multiple of M=2)")
     parser.add_argument("--layers", default="4,8", help="layers `ttscale learn train` tries")
     parser.add_argument("--split", default="0.6,0.4,0", help="train,validation,test shares of `learn dataset` (no test: step 4 is the test)")
+    parser.add_argument("--rollouts", type=int, default=0,
+                        help="also label pruned steps with N roll-outs each (`learn dataset --rollouts`), train a second head on "
+                             "that dataset and evaluate it beside the first")  # fmt: skip
+    parser.add_argument("--max-rollout-prefixes", type=int, default=300, help="cap on the prefixes rolled out (cost bound)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (8 and 6 problems, N=2, split 0.5,0.5,0) to check the script runs")
     parser.add_argument("--no-record", action="store_true")
     return parser
@@ -161,10 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     step("2. learn dataset", ["learn", "dataset", "loop-train", "--out", str(data), "--split", args.split])
     out = step("3. learn train", ["learn", "train", str(data), "--out", str(model), "--layers", args.layers])
     verifier = next(line.split("verifier: ", 1)[1].strip() for line in out.splitlines() if line.startswith("verifier: "))
+    learned = [verifier]
+    if args.rollouts:
+        data_r, model_r = home / "steps-rollouts", home / "model-rollouts"
+        step(f"2b. learn dataset --rollouts {args.rollouts}", ["learn", "dataset", "loop-train", "--out", str(data_r), "--split", args.split,
+             "--rollouts", str(args.rollouts), "--max-rollout-prefixes", str(args.max_rollout_prefixes)])  # fmt: skip
+        out = step("3b. learn train (with roll-outs)", ["learn", "train", str(data_r), "--out", str(model_r), "--layers", args.layers])
+        learned.append(next(line.split("verifier: ", 1)[1].strip() for line in out.splitlines() if line.startswith("verifier: ")))
     eval_spec = home / "eval.yaml"
-    eval_spec.write_text(SPEC.format(name="loop-eval", verifiers=json.dumps(["self", "arith_chain", verifier]), n=args.n,
+    eval_spec.write_text(SPEC.format(name="loop-eval", verifiers=json.dumps(["self", "arith_chain", *learned]), n=args.n,
                                      limit=args.eval_problems, seed=1))  # fmt: skip
-    step("4. sweep (self, arith_chain, learned; seed 1)", ["sweep", "run", str(eval_spec)])
+    step(f"4. sweep (self, arith_chain, {len(learned)} learned; seed 1)", ["sweep", "run", str(eval_spec)])
     step("5. report --table verifier_gain", ["report", "loop-eval", "--table", "verifier_gain", "--table", "verifiers", "--table", "accuracy"])
 
     import polars as pl
@@ -193,6 +207,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{metrics['validation']['n_problems']} problems); train step AUC {metrics['train']['step_auc']}; "
         f"{metrics['elapsed_s']:.0f} s, features of {metrics['features'].get('n_solutions')} solutions "
         f"({metrics['features'].get('n_tokens')} tokens, {metrics['features']['features_dtype']}). Verifier: `{verifier}`.",
+    ]
+    if args.rollouts:
+        card_r = json.loads((home / "steps-rollouts" / "card.json").read_text())
+        metrics_r = json.loads((home / "model-rollouts" / "metrics.json").read_text())
+        r, v = card_r["rollouts"], metrics_r["validation"]
+        lines.append(
+            f"**With roll-outs** (`--rollouts {r['n']} --max-rollout-prefixes {r['max_prefixes']}`): {r['n_prefixes']:,} of "
+            f"{r['n_prefixes_eligible']:,} unlabelled prefixes continued ({r['n_prefixes_labelled']:,} now labelled), {r['n_candidates']:,} "
+            f"graded continuations, {r['n_generated_tokens']:,} generated tokens, {r['policy_flops']:.3g} FLOPs charged; "
+            f"{card_r['n_rows']:,} step prefixes, {card_r['balance']['labelled']:,} labelled. Head: layer {metrics_r['chosen']['layer']}, "
+            f"{metrics_r['chosen']['head']}; validation step AUC {v['step_auc']} (within problems {v['step_auc_within']}), final-step AUC "
+            f"{v['final_auc']} (within {v['final_auc_within']}). Verifier: `{learned[1]}`."
+        )  # fmt: skip
+    lines += [
         f"**Held-out sweep**: {got['n_problems']} ladder problems, seed 1 ({got['recurring_texts']} of their texts also in the training "
         f"split: the generator's level-1 sums recur). Accuracy at N={got['n']} in %, 95% Wilson interval over problems:",
         "",
@@ -206,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{fmt_acc(r['pass'])} | {auc} | {within} | {r['verifier_params']:,} | {r['verifier_flops_per_problem'] / 1e9:.1f} |")  # fmt: skip
     if got["paired"]:
         lines += ["", "Learned minus other verifier, weighted selection at N, same problems (points, 95% normal interval):", ""]
-        lines += [f"- {p['strategy']}: vs {short(p['other'])} {100 * p['diff']:+.1f} [{100 * p['low']:+.1f}, {100 * p['high']:+.1f}] over {p['k']} problems"
+        lines += [f"- {p['strategy']}: {short(p['learned'])} vs {short(p['other'])} {100 * p['diff']:+.1f} [{100 * p['low']:+.1f}, {100 * p['high']:+.1f}] over {p['k']} problems"
                   for p in got["paired"]]  # fmt: skip
     lines += ["", f"Store, dataset and model kept in `{home}` (commands and their output in `commands.log`)."]
     text = "\n".join(lines)

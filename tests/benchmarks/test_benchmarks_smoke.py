@@ -21,7 +21,7 @@ SMOKE = {
     "search_throughput": ["--quick"],
     "gpu_search": ["--help"],  # needs a GPU to run; here only its command line is checked
     "adaptive_policy": ["--help"],  # two sweeps on the engine (~40 min at full size): the command line here
-    "verifier_loop": ["--smoke"],
+    "verifier_loop": ["--smoke", "--rollouts", "2"],
 }
 
 
