@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,12 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.cli import TTSCALE
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.plugins.prefect_mlflow import free_port
 
 
 @dataclass

@@ -15,9 +15,6 @@ import io
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -25,8 +22,7 @@ import polars as pl
 import pytest
 
 from tests import dashboard_store
-from tests.cli import TTSCALE
-from tests.dashboard_server import wait_until_healthy
+from tests.dashboard_server import served_dashboard
 from ttscale import analysis, results, store
 from ttscale.analysis import findings as analysis_findings
 
@@ -43,12 +39,6 @@ CHROMIUM_ARGS = [
 CHART_SVG = '[data-testid="stVegaLiteChart"] svg'
 WAIT_MS = 90_000
 """How long any check waits for its condition (generous: the machine is shared)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -78,29 +68,12 @@ def stored(seeded):
 def server(seeded, tmp_path_factory):
     """`ttscale dashboard` on a free port, reading the store through a read-only SQLite
     connection (as a team install reads through a read-only role); stopped after the module."""
-    port = free_port()
     read_only = f"sqlite:///file:{seeded.home / 'ttscale.db'}?mode=ro&uri=true"
     log = tmp_path_factory.mktemp("dashboard-server") / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTSCALE_DASHBOARD")}
     env.update(seeded.env)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [TTSCALE, "dashboard", "--port", str(port), "--db", read_only],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(base, proc, log, timeout_s=60)
-    except AssertionError:
-        proc.kill()
-        raise
-    yield base
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    with served_dashboard(env, log, db=read_only) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

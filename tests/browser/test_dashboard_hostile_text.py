@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.browser.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, expect, free_port, settle
+from tests.browser.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, expect, settle
 from tests.cli import TTSCALE
-from tests.dashboard_server import wait_until_healthy
+from tests.dashboard_server import served_dashboard
 from tests.plugins.prefect_mlflow import no_prefect_env
 
 pytestmark = pytest.mark.browser
@@ -52,18 +50,8 @@ def served(tmp_path_factory):
     env.update({"TTSCALE_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"})
     done = subprocess.run([TTSCALE, "sweep", "run", str(spec)], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    port = free_port()
-    log = home / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([TTSCALE, "dashboard", "--port", str(port)], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(base, proc, log, timeout_s=120)
+    with served_dashboard(env, home / "server.log") as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 def _no_hostile_elements(tab) -> None:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 
 import pytest
 
 from tests import dashboard_store
-from tests.browser.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, expect, free_port, settle
-from tests.cli import TTSCALE
-from tests.dashboard_server import wait_until_healthy
+from tests.browser.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, expect, settle
+from tests.dashboard_server import served_dashboard
 from ttscale import store
 from ttscale.reward_model import fingerprint
 
@@ -33,27 +30,12 @@ def seeded(tmp_path_factory):
 def server(seeded, tmp_path_factory):
     """`ttscale dashboard` reading the store read-only, with the store's home as TTSCALE_HOME
     (so its model folders lie under an allowed root)."""
-    port = free_port()
     read_only = f"sqlite:///file:{seeded.home / 'ttscale.db'}?mode=ro&uri=true"
     log = tmp_path_factory.mktemp("dashboard-learned-server") / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTSCALE_")}
     env.update(seeded.env)
-    with log.open("wb") as out:
-        proc = subprocess.Popen([TTSCALE, "dashboard", "--port", str(port), "--db", read_only],
-                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(base, proc, log, timeout_s=60)
-    except AssertionError:
-        proc.kill()
-        raise
-    yield base
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    with served_dashboard(env, log, db=read_only) as base:
+        yield base
 
 
 def test_audit_shows_the_learned_verifiers_card_or_says_why_not(seeded, server, tmp_path):
