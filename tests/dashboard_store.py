@@ -132,6 +132,27 @@ def _respond(problems: dict[str, object], skill: float):
     return respond
 
 
+def _store_searched_cell(engine, cell, problems, policy, verifier, *, sweep_id: str | None, verifier_params: int | None = None) -> None:
+    """Register `cell`, search all `problems` with the scripted `policy` and `verifier` in one
+    shard, and store it done — what a worker does, without the flow around it."""
+    from ttscale import store
+    from ttscale.models import ModelInfo
+    from ttscale.planning import PreparedCell
+    from ttscale.prompting import PromptBuilder
+    from ttscale.runner import CellRuntime, search_shard
+
+    with store.transaction(engine) as conn:
+        store.register_cell(conn, cell, sweep_id=sweep_id, n_problems=len(problems), policy_params=policy.n_params,
+                            verifier_params=verifier.n_params if verifier_params is None else verifier_params)  # fmt: skip
+        store.set_cell_status(conn, cell.cell_id, "running")
+    prepared = PreparedCell(cell, problems, ModelInfo(name=cell.model, source="path", n_params=policy.n_params))
+    runtime = CellRuntime(prepared, policy, verifier, PromptBuilder(chat=policy.chat_prompt, format="chat"))
+    outcome = search_shard(cell, problems, runtime)
+    with store.transaction(engine) as conn:
+        store.write_shard(conn, outcome)
+        store.set_cell_status(conn, cell.cell_id, "done")
+
+
 def models_store(root: Path) -> Seeded:
     """Two models × Best-of-N (N=8) on 16 arith problems (built once per process)."""
     if "models" in _CACHE:
@@ -139,10 +160,6 @@ def models_store(root: Path) -> Seeded:
     from ttscale import store
     from ttscale.backends.scripted import ScriptedPolicy
     from ttscale.data import load_problems
-    from ttscale.models import ModelInfo
-    from ttscale.planning import PreparedCell
-    from ttscale.prompting import PromptBuilder
-    from ttscale.runner import CellRuntime, search_shard
     from ttscale.spec import SweepSpec
     from ttscale.verifiers.scripted import ScriptedVerifier
 
@@ -169,16 +186,7 @@ def models_store(root: Path) -> Seeded:
     for cell in spec.cells():
         skill, params = MODELS[cell.model]
         policy = ScriptedPolicy(_respond(by_id, skill), model=cell.model, n_params=params)
-        verifier = ScriptedVerifier()
-        with store.transaction(engine) as conn:
-            store.register_cell(conn, cell, sweep_id=sweep_id, n_problems=len(problems), policy_params=params, verifier_params=verifier.n_params)
-            store.set_cell_status(conn, cell.cell_id, "running")
-        prepared = PreparedCell(cell, problems, ModelInfo(name=cell.model, source="path", n_params=params))
-        runtime = CellRuntime(prepared, policy, verifier, PromptBuilder(chat=policy.chat_prompt, format="chat"))
-        outcome = search_shard(cell, problems, runtime)
-        with store.transaction(engine) as conn:
-            store.write_shard(conn, outcome)
-            store.set_cell_status(conn, cell.cell_id, "done")
+        _store_searched_cell(engine, cell, problems, policy, ScriptedVerifier(), sweep_id=sweep_id)
     with store.transaction(engine) as conn:
         store.set_sweep_status(conn, sweep_id, "done")
     engine.dispose()
@@ -210,10 +218,6 @@ def learned_store(root: Path) -> Seeded:
     from ttscale import store
     from ttscale.backends.scripted import ScriptedPolicy
     from ttscale.data import load_problems
-    from ttscale.models import ModelInfo
-    from ttscale.planning import PreparedCell
-    from ttscale.prompting import PromptBuilder
-    from ttscale.runner import CellRuntime, search_shard
     from ttscale.spec import CellSpec, DatasetSpec, SweepSpec
     from ttscale.verifiers.scripted import ScriptedVerifier
 
@@ -246,16 +250,7 @@ def learned_store(root: Path) -> Seeded:
         sweep_id = store.register_sweep(conn, sweep, f"name: {LEARNED_SWEEP}\n", "tests")
     for i, (cell, score) in enumerate(cells):
         policy = ScriptedPolicy(_respond(by_id, 0.75), model=cell.model, n_params=1_000_000_000)
-        with store.transaction(engine) as conn:
-            store.register_cell(conn, cell, sweep_id=sweep_id if i < 2 else None, n_problems=len(problems),
-                                policy_params=policy.n_params, verifier_params=1_000_000)  # fmt: skip
-            store.set_cell_status(conn, cell.cell_id, "running")
-        prepared = PreparedCell(cell, problems, ModelInfo(name=cell.model, source="path", n_params=policy.n_params))
-        runtime = CellRuntime(prepared, policy, ScriptedVerifier(score), PromptBuilder(chat=policy.chat_prompt, format="chat"))
-        outcome = search_shard(cell, problems, runtime)
-        with store.transaction(engine) as conn:
-            store.write_shard(conn, outcome)
-            store.set_cell_status(conn, cell.cell_id, "done")
+        _store_searched_cell(engine, cell, problems, policy, ScriptedVerifier(score), sweep_id=sweep_id if i < 2 else None, verifier_params=1_000_000)
     with store.transaction(engine) as conn:
         store.set_sweep_status(conn, sweep_id, "done")
     engine.dispose()
