@@ -7,6 +7,9 @@ and stored as any cell's shard is, and a rerun finds it stored and skips it. A r
 to no sweep: the step dataset's card names it, and reports, frontiers and policies leave it out
 (`StrategyParams.selects_answers`).
 
+`plan_rollouts_for` chooses the prefixes and plans and checks the cells (no model loaded);
+`spend` runs them and reads them back; `ttscale learn dataset --rollouts` calls both.
+
 Each cell runs over every problem of its dataset, those without a prefix as empty results (no
 tokens), so the cell is `done` once stored, as a sweep's cells are.
 """
@@ -14,13 +17,67 @@ tokens), so the cell is `done` once stored, as a sweep's cells are.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from ttscale import runner
+import polars as pl
+
+from ttscale import results, runner, store
 from ttscale.errors import SpecError, TtscaleError
-from ttscale.learning.rollout_plan import RolloutCell
+from ttscale.learning.labels import ROLLOUT, step_rows
+from ttscale.learning.rollout_plan import RolloutCell, RolloutOptions, eligible_prefixes, plan_rollouts
 from ttscale.planning import PreparedCell, prepare_cell
 from ttscale.settings import Settings
 from ttscale.store import Engine
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    """The roll-out cells for a step dataset, every one checked to run (`check_rollouts`)."""
+
+    options: RolloutOptions
+    planned: list[RolloutCell]
+    n_eligible: int
+    """Step prefixes with fewer than `options.min_candidates` graded candidates below."""
+    n_chosen: int
+    """Of those, how many get roll-outs (`options.max_prefixes` caps it, fewest candidates first)."""
+
+
+@dataclass(frozen=True)
+class SpentRollouts:
+    """What `spend` ran, and the roll-out cells' stored frames (as `results.read_results` reads a cell's)."""
+
+    n_eligible: int
+    planned: list[RolloutCell]
+    reports: list[runner.ShardReport]
+    cells: pl.DataFrame
+    runs: pl.DataFrame
+    problems: pl.DataFrame
+    candidates: pl.DataFrame
+
+
+def plan_rollouts_for(
+    stored: results.StoredResults, candidates: pl.DataFrame, nodes: pl.DataFrame, options: RolloutOptions, settings: Settings
+) -> RolloutPlan:
+    """Plan from the searched cells' rows only, never from roll-out cells (so a rerun plans the
+    same cells); every planned cell checked before any runs. Loads no model."""
+    searched = stored.cells.filter(pl.col("strategy") != ROLLOUT)
+    basis = step_rows(searched, stored.runs, stored.problems, candidates, nodes, with_cells=True)
+    eligible = eligible_prefixes(basis, options.min_candidates)
+    chosen = eligible if options.max_prefixes is None else eligible.head(options.max_prefixes)
+    planned = plan_rollouts(chosen, searched, options.n)
+    check_rollouts(planned, settings)
+    return RolloutPlan(options, planned, eligible.height, chosen.height)
+
+
+def spend(engine: Engine, plan: RolloutPlan, settings: Settings) -> SpentRollouts:
+    """Run the plan's cells (what is stored already is skipped) and read them back."""
+    reports = run_rollouts(engine, plan.planned, settings)
+    ids = [p.cell.cell_id for p in plan.planned]
+    with store.connect(engine) as conn:
+        return SpentRollouts(
+            plan.n_eligible, plan.planned, reports, store.read_cells(conn, cell_ids=ids), store.read_problem_runs(conn, ids),
+            store.read_problems_of_cells(conn, ids), store.read_candidates(conn, ids, with_text=True),
+        )  # fmt: skip
 
 
 def check_rollouts(planned: Sequence[RolloutCell], settings: Settings) -> list[PreparedCell]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -33,13 +33,12 @@ from ttscale.cli import terminal
 from ttscale.cli.context import DB_HELP, console, settings_for
 from ttscale.errors import SpecError
 from ttscale.learning.dataset import build_card, rollout_card, short_of, write_dataset
-from ttscale.learning.labels import ROLLOUT, step_rows
-from ttscale.learning.rollout_plan import RolloutCell, RolloutOptions, eligible_prefixes, plan_rollouts, rollout_options
+from ttscale.learning.labels import step_rows
+from ttscale.learning.rollout_plan import RolloutOptions, rollout_options
 from ttscale.learning.split import DEFAULT_FRACTIONS, check_fractions
 from ttscale.learning.training import DEFAULT_LAYERS, TrainOptions, check_training, train_verifier
 from ttscale.reward_model import FINGERPRINT_FILES
-from ttscale.rollouts import check_rollouts, run_rollouts
-from ttscale.runner import ShardReport
+from ttscale.rollouts import SpentRollouts, plan_rollouts_for, spend
 from ttscale.settings import Settings
 from ttscale.store import Engine
 
@@ -174,43 +173,18 @@ def register(app: typer.Typer) -> None:
         out_console.print(escape(f"verifier: {report.verifier_name}"), soft_wrap=True)  # one line, whatever its length: scripts read it
 
 
-@dataclass(frozen=True)
-class SpentRollouts:
-    """What `_spend_rollouts` planned and ran, and the roll-out cells' stored frames."""
-
-    n_eligible: int
-    planned: list[RolloutCell]
-    reports: list[ShardReport]
-    cells: pl.DataFrame
-    runs: pl.DataFrame
-    problems: pl.DataFrame
-    candidates: pl.DataFrame
-
-
 def _spend_rollouts(engine: Engine, settings: Settings, options: RolloutOptions, stored: results.StoredResults,
                     candidates: pl.DataFrame, nodes: pl.DataFrame, out: Console) -> SpentRollouts:  # fmt: skip
-    """Plan roll-outs from the searched cells' rows (never from roll-out cells: a rerun plans the
-    same cells), run them (checked first; what is stored is skipped) and read them back."""
-    searched = stored.cells.filter(pl.col("strategy") != ROLLOUT)
-    basis = step_rows(searched, stored.runs, stored.problems, candidates, nodes, with_cells=True)
-    eligible = eligible_prefixes(basis, options.min_candidates)
-    chosen = eligible if options.max_prefixes is None else eligible.head(options.max_prefixes)
-    planned = plan_rollouts(chosen, searched, options.n)
-    check_rollouts(planned, settings)  # every roll-out cell can run before any does
-    if planned:
+    """`rollouts.plan_rollouts_for` then `rollouts.spend`, saying on the terminal what is spent."""
+    plan = plan_rollouts_for(stored, candidates, nodes, options, settings)
+    if plan.planned:
         terminal.to_log_file(settings.home, "learn-dataset")  # before an engine loads
     out.print(escape(
-        f"roll-outs: {options.n} continuations of {chosen.height:,} of {eligible.height:,} step prefixes "
-        f"{short_of(options.min_candidates)}, in {len(planned)} cells"
+        f"roll-outs: {options.n} continuations of {plan.n_chosen:,} of {plan.n_eligible:,} step prefixes "
+        f"{short_of(options.min_candidates)}, in {len(plan.planned)} cells"
     ))  # fmt: skip
-    reports = run_rollouts(engine, planned, settings)
-    ids = [p.cell.cell_id for p in planned]
-    with store.connect(engine) as conn:
-        spent = SpentRollouts(
-            eligible.height, planned, reports, store.read_cells(conn, cell_ids=ids), store.read_problem_runs(conn, ids),
-            store.read_problems_of_cells(conn, ids), store.read_candidates(conn, ids, with_text=True),
-        )  # fmt: skip
-    for p, report in zip(planned, reports, strict=True):
+    spent = spend(engine, plan, settings)
+    for p, report in zip(spent.planned, spent.reports, strict=True):
         row = spent.cells.filter(pl.col("cell_id") == p.cell.cell_id).row(0, named=True)
         how = f"sampled {report.n_written} problems" if report.n_written else "already stored"
         out.print(escape(
