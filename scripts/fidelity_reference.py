@@ -16,7 +16,7 @@ def _cell(text: str) -> str:
 
 
 def render() -> str:
-    from ttscale.fidelity import DIFFERENCES, PARTICLE_FILTERING, PARTICLE_FILTERING_REFERENCE, REFERENCE
+    from ttscale.fidelity import DIFFERENCES, PARTICLE_FILTERING, PARTICLE_FILTERING_REFERENCE, REFERENCE, STEP_LABELS, STEP_LABELS_REFERENCE
 
     lines = [
         "# Fidelity: where ttscale differs from the reference, and why",
@@ -53,6 +53,19 @@ def render() -> str:
         "|---|---|---|---|---|---|",
     ]
     for i, d in enumerate(PARTICLE_FILTERING, start=1):
+        lines.append(f"| {i} | {_cell(d.topic)} | {_cell(d.reference)} | {_cell(d.where)} | {_cell(d.ttscale)} | {_cell(d.why)} |")
+    lines += [
+        "",
+        "## Step labels and the learned verifier",
+        "",
+        f"search-and-learn has no step-label or PRM-training code tied to its search; `ttscale learn` follows {STEP_LABELS_REFERENCE}.",
+        "Where ttscale differs (docs/learning.md has the details; `tests/unit/test_learning_labels.py` and",
+        "`tests/unit/test_learning_rollouts.py` pin the labels):",
+        "",
+        "| # | topic | Math-Shepherd | where | ttscale | why |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, d in enumerate(STEP_LABELS, start=1):
         lines.append(f"| {i} | {_cell(d.topic)} | {_cell(d.reference)} | {_cell(d.where)} | {_cell(d.ttscale)} | {_cell(d.why)} |")
     return "\n".join(lines) + "\n"
 

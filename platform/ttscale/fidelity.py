@@ -283,3 +283,47 @@ RULES: dict[Fidelity, SearchRules] = {
     profile: SearchRules(**{d.rule: d.values[i] for d in DIFFERENCES if d.rule is not None})
     for i, profile in enumerate(("search-and-learn", "ttscale"))
 }
+
+STEP_LABELS_REFERENCE = "Math-Shepherd (Wang et al. 2024, arXiv 2312.08935, §3.3)"
+STEP_LABELS: tuple[Difference, ...] = (
+    Difference(
+        "Where a step's continuations come from",
+        "a completer samples N = 8 completions from every step of each sampled solution",
+        "Math-Shepherd §3.3 (completer)",
+        "the graded candidates already stored below the step in the search tree; with `ttscale learn dataset "
+        "--rollouts N`, N new continuations only from steps with fewer than `--min-candidates` (default 1) below",
+        "the search already paid for most continuations; roll-outs are spent where the tree has none (pruned beam steps)",
+    ),
+    Difference(
+        "Pooling",
+        "per step of one sampled solution",
+        "Math-Shepherd §3.3",
+        "one row per distinct (policy model, problem, step prefix), pooling every candidate below it from every "
+        "cell of that policy, each counted once",
+        "a prefix reached by several cells or samples is one piece of evidence, not several rows",
+    ),
+    Difference(
+        "Labels",
+        "hard (HE: any completion right) and soft (SE: the share right)",
+        "Math-Shepherd §3.3",
+        "the same two; `ttscale learn train` fits the soft one by default (`--label hard` for HE)",
+        "the soft label keeps how often a step leads to the answer, which ranking candidates needs",
+    ),
+    Difference(
+        "A roll-out's prompt",
+        "the question and the solution so far",
+        "Math-Shepherd §3.3",
+        "the source cell's prompt template and sampling settings; the prefix's steps each followed by a blank line "
+        "(a step cut at its token limit is continued as finished)",
+        "continuations must split back into the prefix's steps to pool with its row",
+    ),
+    Difference(
+        "The verifier trained",
+        "a full PRM (Mistral-7B, LLemma) fine-tuned to predict the label at a step tag",
+        "Math-Shepherd §4",
+        "a logistic or one-hidden-layer MLP head on the frozen hidden state of one SmolLM2-135M layer at each step's "
+        "last token",
+        "trains on a 2-core CPU in minutes; the full-size path (TRL's PRM trainer on a GPU) is documented, not run (docs/learning.md)",
+    ),
+)
+"""Where `ttscale learn`'s step labels and learned verifier differ from Math-Shepherd (both profiles)."""
